@@ -1,0 +1,486 @@
+"""One TCP virtual circuit to a CA server, and the thread that serves it.
+
+Theory of operation
+-------------------
+A :class:`Circuit` exists per (server address, priority).  Its thread
+``caclient-circuit[host:port,prio]`` connects, does the handshake and then
+loops in ``select`` over the socket and a wakeup socketpair.  It owns the
+receive side: the framing buffer and the parsing.  For every message it looks
+up who is waiting (a :class:`~caclient._sync.Pending`, a channel, a
+subscription) and completes it; anything that should reach user code becomes a
+job for the dispatcher.  It never runs user code and never blocks on anything
+but ``select``.
+
+Sending: any thread may call :meth:`send`.  Under ``_send_lock`` it appends to
+the outbox, or — when the outbox is empty — tries one non-blocking
+``socket.send``; what does not fit stays in the outbox and the circuit thread
+flushes it when the socket is writable.  So callers never block on the
+network, and messages keep the order in which ``send`` was called.
+
+Locks (leaf locks; take ``_lock`` before ``_send_lock`` if both are needed)
+  ``_lock`` guards ``_state``, ``_channels`` (cid → PV), ``_ioids``
+  (ioid → Pending), ``_subs`` (subid → Subscription) and ``_queued_creates``.
+  ``_send_lock`` guards ``_outbox`` and writes to the socket.
+
+Shutdown: :meth:`close` marks the circuit closing and wakes the thread, which
+fails what is pending with :class:`DisconnectedError`, tells its channels and
+the Context, and closes the socket.  The same path runs when the server goes
+away or sends bytes that break the protocol.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import select
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import _proto
+from ._config import Address
+from ._errors import DisconnectedError, ProtocolError, RemoteError, eca_message
+from ._sync import IOThread, Pending, Wakeup
+
+if TYPE_CHECKING:
+    from ._context import Context
+    from ._pv import PV
+    from ._subscription import Subscription
+
+log = logging.getLogger("caclient.circuit")
+
+CONNECTING = "connecting"
+READY = "ready"
+CLOSED = "closed"
+
+_BUFSIZE = 1 << 18
+_MAX_PAYLOAD = 1 << 31
+
+
+class Circuit:
+    """A TCP circuit to one server at one priority (see module docstring)."""
+
+    def __init__(self, context: Context, address: Address, priority: int) -> None:
+        self.address = address
+        self.priority = priority
+        self.minor_version = _proto.MINOR_VERSION
+        self.last_heard = time.monotonic()
+        self._context = context
+        self._dispatcher = context._dispatcher
+        self._encoding = context.encoding
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._state = CONNECTING
+        self._channels: dict[int, PV] = {}
+        self._ioids: dict[int, Pending] = {}
+        self._subs: dict[int, Subscription] = {}
+        self._queued_creates: list[bytes] = []
+        self._outbox: deque[bytes | memoryview] = deque()
+        self._sock: socket.socket | None = None
+        self._wakeup = Wakeup()
+        self._closing = False
+        self._cids = itertools.count(1)
+        self._events_off = False
+        host, port = address
+        self.thread = IOThread(target=self._run, name=f"caclient-circuit[{host}:{port},{priority}]", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def __repr__(self) -> str:
+        return f"<Circuit {self.address[0]}:{self.address[1]} priority={self.priority} {self._state} channels={len(self._channels)}>"
+
+    @property
+    def ready(self) -> bool:
+        return self._state == READY
+
+    @property
+    def closed(self) -> bool:
+        return self._state == CLOSED
+
+    # -- requests from other threads ---------------------------------------------------
+    def create_channels(self, pvs: list[PV]) -> list[int]:
+        """Register *pvs* and send CREATE_CHAN for each (batched); return their cids."""
+        msgs = []
+        cids = []
+        with self._lock:
+            if self._state == CLOSED:
+                raise DisconnectedError(f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address)
+            for pv in pvs:
+                cid = next(self._cids)
+                self._channels[cid] = pv
+                pv._cid = cid  # written once here, before CREATE_CHAN is sent
+                cids.append(cid)
+                msgs.append(_proto.create_chan(pv._encoded_name, cid))
+            if self._state == CONNECTING:
+                self._queued_creates.extend(msgs)
+                msgs = []
+        if msgs:
+            self.send(b"".join(msgs))
+        return cids
+
+    def forget_channel(self, cid: int, sid: int | None) -> None:
+        """Drop a channel; send CLEAR_CHANNEL when it was connected."""
+        with self._lock:
+            self._channels.pop(cid, None)
+        if sid is not None:
+            try:
+                self.send(_proto.clear_channel(sid, cid))
+            except DisconnectedError:
+                pass
+
+    def add_io(self, ioid: int, pending: Pending) -> None:
+        with self._lock:
+            if self._state == CLOSED:
+                raise DisconnectedError(f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address)
+            self._ioids[ioid] = pending
+
+    def cancel_io(self, ioid: int) -> None:
+        """Forget a pending operation (its late reply will be dropped)."""
+        with self._lock:
+            self._ioids.pop(ioid, None)
+
+    def add_subscription(self, subid: int, sub: Subscription) -> None:
+        with self._lock:
+            self._subs[subid] = sub
+
+    def remove_subscription(self, subid: int) -> None:
+        with self._lock:
+            self._subs.pop(subid, None)
+
+    def send(self, data: bytes) -> None:
+        """Queue *data* for the server without blocking (see module docstring)."""
+        wake = False
+        with self._send_lock:
+            if self._closing or self._state == CLOSED:
+                raise DisconnectedError(f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address)
+            sock = self._sock
+            if self._outbox or sock is None:
+                self._outbox.append(data)
+                wake = sock is not None
+            else:
+                try:
+                    sent = sock.send(data)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    sent = 0  # the circuit thread will see the failure on its next recv
+                    wake = True
+                if sent < len(data):
+                    self._outbox.append(memoryview(data)[sent:] if sent else data)
+                    wake = True
+        if wake:
+            self._wakeup.wake()
+
+    def events_off(self) -> None:
+        """Ask the server to stop sending monitor updates (EVENTS_OFF)."""
+        self.send(_proto.events_off())
+
+    def events_on(self) -> None:
+        """Ask the server to resume monitor updates (EVENTS_ON)."""
+        self.send(_proto.events_on())
+
+    def close(self) -> None:
+        """Ask the circuit thread to shut down; does not wait."""
+        with self._send_lock:
+            self._closing = True
+        self._wakeup.wake()
+
+    # -- the circuit thread ------------------------------------------------------------
+    def _run(self) -> None:
+        reason: BaseException | None = None
+        try:
+            self._connect()
+            self._loop()
+        except ProtocolError as exc:
+            log.error("protocol error from %s:%d: %s", self.address[0], self.address[1], exc)
+            reason = exc
+        except OSError as exc:
+            log.debug("circuit %s:%d: %s", self.address[0], self.address[1], exc)
+            reason = exc
+        except Exception as exc:
+            log.exception("circuit thread %s failed", self.thread.name)
+            reason = exc
+        finally:
+            self._shutdown(reason)
+
+    def _connect(self) -> None:
+        ctx = self._context
+        sock = socket.create_connection(self.address, timeout=ctx.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setblocking(False)
+        hello = _proto.version(self.priority) + _proto.host_name(ctx.host_name) + _proto.client_name(ctx.client_name)
+        with self._lock:
+            creates = self._queued_creates
+            self._queued_creates = []
+            if self._state == CONNECTING:
+                self._state = READY
+        with self._send_lock:
+            self._outbox.appendleft(hello + b"".join(creates))
+            self._sock = sock
+        self.last_heard = time.monotonic()
+
+    def _flush(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        with self._send_lock:
+            out = self._outbox
+            while out:
+                chunk = out[0]
+                if len(chunk) < 65536 and len(out) > 1:
+                    parts = [out.popleft()]
+                    size = len(chunk)
+                    while out and size < 65536:
+                        nxt = out.popleft()
+                        parts.append(nxt)
+                        size += len(nxt)
+                    chunk = b"".join(parts)
+                    out.appendleft(chunk)
+                try:
+                    sent = sock.send(chunk)
+                except (BlockingIOError, InterruptedError):
+                    return
+                if sent < len(chunk):
+                    out[0] = memoryview(chunk)[sent:]
+                    return
+                out.popleft()
+
+    def _loop(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        wakeup = self._wakeup
+        buf = bytearray(_BUFSIZE)
+        view = memoryview(buf)
+        start = end = 0
+        big: bytearray | None = None  # a message larger than the buffer, being filled
+        big_filled = 0
+        big_header: tuple[int, int, int, int, int, int] | None = None
+        rlist = [sock, wakeup]
+        while True:
+            wlist = [sock] if self._outbox else []
+            readable, writable, _ = select.select(rlist, wlist, [])
+            if self._closing:
+                return
+            if wakeup in readable:
+                wakeup.drain()
+            if writable:
+                self._flush()
+            if sock not in readable:
+                continue
+            if big is not None:
+                n = sock.recv_into(memoryview(big)[big_filled:])
+                if n == 0:
+                    raise ConnectionResetError("server closed the connection")
+                big_filled += n
+                self.last_heard = time.monotonic()
+                if big_filled < len(big):
+                    continue
+                assert big_header is not None
+                self._dispatch_batch(self._handle(big_header, bytes(big)))
+                big = None
+                big_header = None
+                continue
+            try:
+                n = sock.recv_into(view[end:])
+            except (BlockingIOError, InterruptedError):
+                continue
+            if n == 0:
+                raise ConnectionResetError("server closed the connection")
+            end += n
+            self.last_heard = time.monotonic()
+            start, jobs, pending = self._parse(buf, start, end)
+            if pending is not None:
+                # One message does not fit in the buffer: receive it straight into its own.
+                big_header, size, have = pending
+                big = bytearray(size)
+                big[:have] = buf[end - have : end]
+                big_filled = have
+                start = end = 0
+            elif start == end:
+                start = end = 0
+            elif _BUFSIZE - end < 65536:
+                remaining = end - start
+                buf[:remaining] = buf[start:end]
+                start, end = 0, remaining
+            if jobs:
+                self._dispatch_batch(jobs)
+
+    def _dispatch_batch(self, jobs: list[tuple[Any, Callable[..., Any], tuple[Any, ...]]]) -> None:
+        if not jobs:
+            return
+        backlog = self._dispatcher.submit_many(jobs)
+        high = self._context._backlog_high
+        if backlog > high and not self._events_off:
+            self._events_off = True
+            log.debug("callback backlog %d: EVENTS_OFF to %s:%d", backlog, *self.address)
+            self.events_off()
+            self._dispatcher.watch_drain(high // 4, self._resume_events)
+
+    def _resume_events(self) -> None:
+        # Runs on a dispatcher worker when the backlog has drained.
+        self._events_off = False
+        try:
+            self.events_on()
+        except DisconnectedError:
+            pass
+
+    def _parse(
+        self, buf: bytearray, start: int, end: int
+    ) -> tuple[int, list[Any], tuple[tuple[int, int, int, int, int, int], int, int] | None]:
+        """Handle every whole message in ``buf[start:end]``.
+
+        Returns the new start, the dispatcher jobs, and — when the next message
+        is larger than the buffer — ``(header, payload size, bytes of it held)``.
+        """
+        unpack = _proto.HEADER.unpack_from
+        jobs: list[Any] = []
+        subs = self._subs  # read without _lock: dict.get is atomic, writers hold _lock
+        while end - start >= 16:
+            cmd, size, dtype, count, p1, p2 = unpack(buf, start)
+            body = start + 16
+            if size == 0xFFFF:
+                if end - start < 24:
+                    break
+                size, count = _unpack_ext(buf, body)
+                body += 8
+                if size > _MAX_PAYLOAD:
+                    raise ProtocolError(f"message claims a payload of {size} bytes")
+            stop = body + size
+            if stop > end:
+                if stop - start > _BUFSIZE // 2:
+                    # Too large for the shared buffer: it gets a buffer of its own.
+                    return start, jobs, ((cmd, size, dtype, count, p1, p2), size, end - body)
+                break
+            if cmd == 1:  # EVENT_ADD: the hot path
+                sub = subs.get(p2)
+                if sub is not None and size:
+                    job = sub._on_update(dtype, count, p1, bytes(buf[body:stop]))
+                    if job is not None:
+                        jobs.append(job)
+                elif sub is not None:
+                    pass  # zero-length reply: the server acknowledged EVENT_CANCEL
+            else:
+                job = self._handle((cmd, size, dtype, count, p1, p2), bytes(buf[body:stop]))
+                if job:
+                    jobs.extend(job)
+            start = stop
+        return start, jobs, None
+
+    def _handle(self, hdr: tuple[int, int, int, int, int, int], payload: bytes) -> list[Any]:
+        """Handle one message other than a monitor update; return dispatcher jobs."""
+        cmd, size, dtype, count, p1, p2 = hdr
+        if cmd == _proto.READ_NOTIFY or cmd == _proto.WRITE_NOTIFY:
+            with self._lock:
+                pending = self._ioids.pop(p2, None)
+            if pending is None:
+                log.debug("dropping late reply (command %d, ioid %d)", cmd, p2)
+                return []
+            pending.complete((dtype, count, p1, payload))
+            if pending.callback is not None:
+                return [(pending.key, pending.callback, (pending,))]
+            return []
+        if cmd == _proto.EVENT_ADD:
+            sub = self._subs.get(p2)
+            if sub is not None and size:
+                job = sub._on_update(dtype, count, p1, payload)
+                return [job] if job is not None else []
+            return []
+        if cmd == _proto.CREATE_CHAN:
+            pv = self._channels.get(p1)
+            if pv is None:
+                return []
+            return pv._on_connected(self, p1, p2, dtype, count)
+        if cmd == _proto.ACCESS_RIGHTS:
+            pv = self._channels.get(p1)
+            return pv._on_access_rights(p2) if pv is not None else []
+        if cmd == _proto.VERSION:
+            self.minor_version = count
+            return []
+        if cmd == _proto.ECHO:
+            return []
+        if cmd == _proto.ERROR:
+            return self._on_error(p1, p2, payload)
+        if cmd in (_proto.CREATE_CH_FAIL, _proto.SERVER_DISCONN):
+            with self._lock:
+                pv = self._channels.pop(p1, None)
+            if pv is None:
+                return []
+            why = "the server refused to create the channel" if cmd == _proto.CREATE_CH_FAIL else "the server dropped the channel"
+            return pv._on_channel_lost(self, why, research=True)
+        if cmd == _proto.CLEAR_CHANNEL:
+            return []
+        if cmd in _proto.COMMAND_NAMES:
+            log.debug("ignoring %s from %s:%d", _proto.COMMAND_NAMES[cmd], *self.address)
+            return []
+        raise ProtocolError(f"unknown command {cmd} from {self.address[0]}:{self.address[1]}")
+
+    def _on_error(self, cid: int, status: int, payload: bytes) -> list[Any]:
+        """CA_PROTO_ERROR: fail the operation it answers, now."""
+        if len(payload) < 16:
+            log.warning("malformed error message from %s:%d", *self.address)
+            return []
+        ocmd, _, _, _, op1, op2 = _proto.HEADER.unpack_from(payload, 0)
+        text = payload[16:].split(b"\0", 1)[0].decode("latin-1", "replace")
+        message = eca_message(status) + (f" ({text})" if text else "")
+        if ocmd in (_proto.READ_NOTIFY, _proto.WRITE_NOTIFY):
+            with self._lock:
+                pending = self._ioids.pop(op2, None)
+            if pending is not None:
+                name = pending.info
+                pending.fail(RemoteError(f"{name}: {message}", status=status, pv=name, address=self.address))
+                if pending.callback is not None:
+                    return [(pending.key, pending.callback, (pending,))]
+            return []
+        if ocmd == _proto.EVENT_ADD:
+            sub = self._subs.get(op2)
+            if sub is not None:
+                log.warning("subscription on %s refused by the server: %s", sub.pv.name, message)
+                return sub._on_error(status, message)
+            return []
+        if ocmd == _proto.CREATE_CHAN:
+            with self._lock:
+                pv = self._channels.pop(op1, None)
+            if pv is not None:
+                return pv._on_channel_lost(self, message, research=True)
+            return []
+        with self._lock:
+            channels = list(self._channels.values())
+        pv_name = next((pv.name for pv in channels if pv._sid == op1), "?")
+        log.warning("server %s:%d reported an error for %s (command %s): %s",
+                    self.address[0], self.address[1], pv_name, _proto.COMMAND_NAMES.get(ocmd, ocmd), message)
+        return []
+
+    def _shutdown(self, reason: BaseException | None) -> None:
+        with self._lock:
+            self._state = CLOSED
+            channels = list(self._channels.values())
+            pendings = list(self._ioids.values())
+            self._channels.clear()
+            self._ioids.clear()
+            self._subs.clear()
+        with self._send_lock:
+            self._closing = True
+            self._outbox.clear()
+            sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+        self._wakeup.close()
+        where = f"{self.address[0]}:{self.address[1]}"
+        jobs: list[Any] = []
+        for pending in pendings:
+            pending.fail(DisconnectedError(f"{pending.info}: circuit to {where} closed", pv=pending.info, address=self.address))
+            if pending.callback is not None:
+                jobs.append((pending.key, pending.callback, (pending,)))
+        for pv in channels:
+            jobs.extend(pv._on_channel_lost(self, f"circuit to {where} closed", research=False))
+        if jobs:
+            self._dispatcher.submit_many(jobs)
+        self._context._on_circuit_closed(self, channels)
+
+
+def _unpack_ext(buf: bytearray, offset: int) -> tuple[int, int]:
+    return int.from_bytes(buf[offset : offset + 4], "big"), int.from_bytes(buf[offset + 4 : offset + 8], "big")

@@ -1,0 +1,349 @@
+"""The Context: composition root of the engine, and the lock-order reference.
+
+Theory of operation
+-------------------
+A :class:`Context` owns one UDP searcher (thread ``caclient-udp``), one
+:class:`~caclient._circuit.Circuit` per (server, priority) (thread
+``caclient-circuit[...]`` each), and one callback dispatcher (threads
+``caclient-cb-N``).  PVs are cached by (name, priority).
+
+Flow: :meth:`get_pvs` registers PVs and posts their names to the searcher.
+When a reply arrives the searcher calls :meth:`_on_found` on its thread; the
+Context picks or creates the circuit and asks it to create the channels (one
+batched write per circuit).  The circuit thread connects the PVs.  When a
+circuit closes, :meth:`_on_circuit_closed` forgets it and searches again for
+the names of its channels.
+
+Rules (lock order, from outermost)
+  1. ``Context._lock`` guards ``_pvs``, ``_by_name``, ``_circuits``, ``_closed``.
+  2. ``PV._lock`` (see ``_pv``).
+  3. ``Subscription._lock`` (see ``_subscription``).
+  4. Leaf locks: ``Circuit._lock`` then ``Circuit._send_lock``; the
+     dispatcher's lock; the searcher's inbox lock.
+  Take locks only in this order.  Never wait, join, start a thread, connect a
+  socket or run a user callback with one of them held.  The single exception
+  is ``Circuit.send``, which never blocks and may be called under 2 or 3.
+
+Threads never run user code except the dispatcher's workers.  Blocking calls
+(read, write, wait_for_connection) refuse to run on the I/O threads.
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import itertools
+import logging
+import socket
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from . import _proto
+from ._circuit import Circuit
+from ._config import Address, Config
+from ._dbr import AccessRights
+from ._dispatch import Dispatcher
+from ._errors import CAError, CATimeoutError, ContextClosedError, DisconnectedError
+from ._pv import PV, _read_result
+from ._response import ReadResponse
+from ._sync import Deadline, Pending, ensure_not_io_thread
+from ._udp import UdpSearcher
+
+log = logging.getLogger("caclient.context")
+
+#: Callback jobs queued before circuits ask servers to pause monitors.
+DEFAULT_BACKLOG_HIGH = 20_000
+
+
+def _user_name() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database entry (containers)
+        return "unknown"
+
+
+class Context:
+    """A Channel Access client: searches, circuits, PVs and callback threads.
+
+    Parameters
+    ----------
+    broadcaster : None
+        Accepted for compatibility with caproto's signature; must be None.
+    timeout : float
+        Default timeout in seconds for connecting and for each operation.
+    host_name, client_name : str, optional
+        Identity sent to servers (default: this host's name and the user name).
+    max_workers : int
+        Number of callback worker threads.  One PV's callbacks always run in
+        order and never concurrently, whatever this is.
+    env : mapping, optional
+        Where to read ``EPICS_CA_*`` from (default ``os.environ``), read now.
+    encoding : str
+        Text encoding of strings on the wire (default UTF-8).
+
+    Notes
+    -----
+    Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        broadcaster: None = None,
+        *,
+        timeout: float = 2.0,
+        host_name: str | None = None,
+        client_name: str | None = None,
+        max_workers: int = 1,
+        env: Mapping[str, str] | None = None,
+        encoding: str = "utf-8",
+    ) -> None:
+        if broadcaster is not None:
+            raise TypeError("caclient's Context has its own searcher; pass broadcaster=None")
+        self.config = Config.from_environ(env)
+        self.timeout = timeout
+        self.encoding = encoding
+        self.host_name = host_name if host_name is not None else socket.gethostname()
+        self.client_name = client_name if client_name is not None else _user_name()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pvs: dict[tuple[str, int], PV] = {}
+        self._by_name: dict[str, list[PV]] = {}
+        self._circuits: dict[tuple[Address, int], Circuit] = {}
+        self._ids = itertools.count(1)
+        self._backlog_high = DEFAULT_BACKLOG_HIGH
+        self._dispatcher = Dispatcher(max_workers)
+        self._udp = UdpSearcher(self.config, self._on_found, encoding)
+        self_ref = weakref.ref(self)
+
+        def _close_at_exit() -> None:
+            ctx = self_ref()
+            if ctx is not None:
+                ctx.close()
+
+        self._atexit = _close_at_exit
+        atexit.register(_close_at_exit)
+
+    # -- public API --------------------------------------------------------------------
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        with self._lock:
+            pvs = list(self._pvs.values())
+            ncirc = len(self._circuits)
+        idle = sum(1 for pv in pvs if pv.state == "idle")
+        closed = " closed" if self._closed else ""
+        return f"<Context circuits={ncirc} pvs={len(pvs)} idle={idle}{closed}>"
+
+    @property
+    def broadcaster(self) -> UdpSearcher:
+        """The UDP searcher (``broadcaster.cancel(name)`` stops a search)."""
+        return self._udp
+
+    @property
+    def circuits(self) -> list[Circuit]:
+        with self._lock:
+            return list(self._circuits.values())
+
+    def get_pvs(
+        self,
+        *names: str,
+        priority: int = 0,
+        connection_state_callback: Callable[..., Any] | None = None,
+        access_rights_callback: Callable[..., Any] | None = None,
+        timeout: float | None = None,
+    ) -> list[PV]:
+        """Return a PV for each name at once; they connect in the background.
+
+        Parameters
+        ----------
+        *names : str
+        priority : int
+            CA priority 0..99; each priority has its own circuit.
+        connection_state_callback : callable, optional
+            Added to every PV: ``f(pv, 'connected' | 'disconnected')``; run at
+            once for PVs already connected.
+        access_rights_callback : callable, optional
+            ``f(pv, AccessRights)``; likewise.
+        timeout : float, optional
+            Accepted for compatibility; connection waits take their own timeout.
+
+        Returns
+        -------
+        list of PV
+        """
+        if not 0 <= priority <= 99:
+            raise ValueError("priority must be in 0..99")
+        for name in names:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"PV names must be non-empty strings, not {name!r}")
+        out: list[PV] = []
+        new: list[PV] = []
+        with self._lock:
+            if self._closed:
+                raise ContextClosedError("the Context is closed")
+            for name in names:
+                key = (name, priority)
+                pv = self._pvs.get(key)
+                if pv is None:
+                    pv = self._pvs[key] = PV(name, priority, self)
+                    self._by_name.setdefault(name, []).append(pv)
+                    new.append(pv)
+                out.append(pv)
+        for pv in out:
+            if connection_state_callback is not None:
+                pv.connection_state_callback.add_callback(connection_state_callback, run=True)
+            if access_rights_callback is not None:
+                pv.access_rights_callback.add_callback(access_rights_callback, run=True)
+        if new:
+            self._search(new)
+        return out
+
+    def read_many(
+        self,
+        pvs: Iterable[PV | str],
+        *,
+        data_type: Any = None,
+        data_count: int | None = None,
+        timeout: float | None = None,
+        priority: int = 0,
+    ) -> list[ReadResponse | CAError]:
+        """Read many PVs at once: one request burst per circuit, one deadline.
+
+        Parameters
+        ----------
+        pvs : iterable of PV or str
+        data_type, data_count : optional
+            As for :meth:`PV.read`.
+        timeout : float, optional
+            Overall deadline for connecting and reading everything.
+
+        Returns
+        -------
+        list
+            In input order: a ReadResponse, or the error (an instance of
+            :class:`CAError`, e.g. CATimeoutError) for each PV that failed.
+        """
+        ensure_not_io_thread("Context.read_many")
+        items = list(pvs)
+        names = [p for p in items if isinstance(p, str)]
+        got = iter(self.get_pvs(*names, priority=priority)) if names else iter(())
+        plist = [next(got) if isinstance(p, str) else p for p in items]
+        deadline = Deadline(self.timeout if timeout is None else timeout)
+        for pv in plist:
+            if not pv.connected:
+                pv._wake_if_idle()
+        results: list[ReadResponse | CAError | None] = [None] * len(plist)
+        sent: list[tuple[int, PV, Circuit, int, Pending]] = []
+        batches: dict[Circuit, list[bytes]] = {}
+        for i, pv in enumerate(plist):
+            if not pv._connected.wait(deadline.remaining()):
+                results[i] = CATimeoutError(f"{pv.name}: not connected", pv=pv.name)
+                continue
+            circuit, sid = pv._circuit, pv._sid
+            if circuit is None or sid is None:
+                results[i] = DisconnectedError(f"{pv.name}: disconnected", pv=pv.name)
+                continue
+            if not pv.access_rights & AccessRights.READ:
+                results[i] = CAError(f"{pv.name}: no read access", pv=pv.name)
+                continue
+            dtype, _ = pv._resolve_type(data_type, pv.native_data_type)
+            count = data_count or (0 if circuit.minor_version >= 13 else (pv.native_data_count or 1))
+            ioid = self._next_id()
+            pending = Pending(None, pv, pv.name)
+            try:
+                circuit.add_io(ioid, pending)
+            except DisconnectedError as exc:
+                results[i] = exc
+                continue
+            batches.setdefault(circuit, []).append(_proto.read_notify(dtype, count, sid, ioid))
+            sent.append((i, pv, circuit, ioid, pending))
+        for circuit, msgs in batches.items():
+            try:
+                circuit.send(b"".join(msgs))
+            except DisconnectedError:
+                pass  # its pendings fail through the circuit's shutdown
+        for i, pv, circuit, ioid, pending in sent:
+            if not pending.wait(deadline.remaining()):
+                circuit.cancel_io(ioid)
+                if not pending.done():
+                    results[i] = CATimeoutError(f"{pv.name}: read timed out", pv=pv.name)
+                    continue
+            if pending.error is not None:
+                results[i] = pending.error if isinstance(pending.error, CAError) else CAError(str(pending.error))
+                continue
+            try:
+                results[i] = _read_result(pv.name, pending.result, self.encoding, circuit)
+            except CAError as exc:
+                results[i] = exc
+        return [r if r is not None else CAError("internal: no result") for r in results]
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Disconnect everything and stop every thread (idempotent, bounded in time)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            circuits = list(self._circuits.values())
+            pvs = list(self._pvs.values())
+        atexit.unregister(self._atexit)
+        deadline = Deadline(timeout)
+        self._udp.close(timeout=deadline.remaining() or 0.0)
+        for circuit in circuits:
+            circuit.close()
+        me = threading.current_thread()
+        for circuit in circuits:
+            if circuit.thread is not me and circuit.thread.ident is not None:
+                circuit.thread.join(deadline.remaining())
+        for pv in pvs:
+            pv._connected.set()  # release waiters; they see the closed Context
+        on_worker = self._dispatcher.on_worker_thread()
+        self._dispatcher.shutdown(wait=not on_worker, timeout=max(0.2, deadline.remaining() or 0.0))
+
+    # -- engine side -------------------------------------------------------------------
+    def _next_id(self) -> int:
+        return next(self._ids) & 0xFFFFFFFF or next(self._ids)
+
+    def _search(self, pvs: list[PV]) -> None:
+        if not self._closed:
+            self._udp.search(sorted({pv.name for pv in pvs}))
+
+    def _on_found(self, found: list[tuple[str, Address, int]]) -> None:
+        # UDP thread: pick or create the circuit(s) and create the channels.
+        to_start: list[Circuit] = []
+        groups: dict[Circuit, list[PV]] = {}
+        with self._lock:
+            if self._closed:
+                return
+            for name, address, _minor in found:
+                for pv in self._by_name.get(name, ()):
+                    key = (address, pv.priority)
+                    circuit = self._circuits.get(key)
+                    if circuit is None or circuit.closed:
+                        circuit = self._circuits[key] = Circuit(self, address, pv.priority)
+                        to_start.append(circuit)
+                    if pv._on_found(circuit):
+                        groups.setdefault(circuit, []).append(pv)
+        for circuit in to_start:
+            circuit.start()
+        for circuit, pvs in groups.items():
+            try:
+                circuit.create_channels(pvs)
+            except DisconnectedError:
+                for pv in pvs:
+                    self._dispatcher.submit_many(pv._on_channel_lost(circuit, "circuit closed", research=True))
+
+    def _on_circuit_closed(self, circuit: Circuit, channels: list[PV]) -> None:
+        # Circuit thread, at its end: forget it and search again for its names.
+        with self._lock:
+            key = (circuit.address, circuit.priority)
+            if self._circuits.get(key) is circuit:
+                del self._circuits[key]
+            closed = self._closed
+        if not closed and channels:
+            self._search(channels)

@@ -1,0 +1,199 @@
+"""The callback dispatcher: worker threads that run every user callback.
+
+Theory of operation
+-------------------
+I/O threads never run user code.  They hand callbacks here as *jobs* tagged
+with a *key* (a PV, a subscription).  Jobs with the same key run in submission
+order and never concurrently; different keys share the ``max_workers`` threads
+fairly: a worker runs at most ``BURST`` jobs of one key, then puts the key at
+the back of the ready queue.
+
+Threads
+  ``caclient-cb-N`` workers run jobs.  Any thread may call :meth:`submit` /
+  :meth:`submit_many`; submitting never blocks beyond the short ``_lock``.
+
+Locks
+  ``_lock`` (a leaf lock, guarded through ``_cond``) guards ``_queues``,
+  ``_ready``, ``_backlog``, ``_closed`` and ``_on_drained``.  Jobs run with no
+  lock held.  A key is at any moment in exactly one of: absent, in ``_ready``,
+  or held by one worker — that is what keeps per-key order.
+
+Errors
+  An exception in a job is logged with its traceback (logger
+  ``caclient.dispatch``) and counted; the worker carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("caclient.dispatch")
+
+Job = tuple[Callable[..., Any], tuple[Any, ...]]
+
+BURST = 8
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherStatistics:
+    """A snapshot of the dispatcher's state."""
+
+    workers: int
+    backlog: int
+    keys_waiting: int
+    jobs_run: int
+    errors: int
+
+
+class Dispatcher:
+    """Runs callbacks on worker threads, ordered per key, fair across keys.
+
+    Parameters
+    ----------
+    max_workers : int
+        Number of worker threads.
+    name : str
+        Prefix of the worker thread names.
+    """
+
+    def __init__(self, max_workers: int = 1, name: str = "caclient-cb") -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._queues: dict[object, deque[Job]] = {}
+        self._ready: deque[object] = deque()
+        self._backlog = 0
+        self._closed = False
+        self._jobs_run = 0
+        self._errors = 0
+        self._drain_watch: tuple[int, Callable[[], None]] | None = None
+        self._threads = [
+            threading.Thread(target=self._worker, name=f"{name}-{i}", daemon=True) for i in range(max_workers)
+        ]
+        self._idents: frozenset[int] = frozenset()
+        for t in self._threads:
+            t.start()
+        self._idents = frozenset(t.ident for t in self._threads if t.ident is not None)
+
+    # -- submission (any thread) -------------------------------------------------
+    def submit(self, key: object, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(*args)`` behind earlier jobs of *key*."""
+        with self._cond:
+            if self._closed:
+                return
+            q = self._queues.get(key)
+            if q is None:
+                self._queues[key] = deque(((fn, args),))
+                self._ready.append(key)
+                self._cond.notify()
+            else:
+                q.append((fn, args))
+            self._backlog += 1
+
+    def submit_many(self, jobs: Iterable[tuple[object, Callable[..., Any], tuple[Any, ...]]]) -> int:
+        """Queue many ``(key, fn, args)`` jobs with one lock round; returns the backlog."""
+        with self._cond:
+            if self._closed:
+                return 0
+            queues = self._queues
+            new_keys = 0
+            n = 0
+            for key, fn, args in jobs:
+                n += 1
+                q = queues.get(key)
+                if q is None:
+                    queues[key] = deque(((fn, args),))
+                    self._ready.append(key)
+                    new_keys += 1
+                else:
+                    q.append((fn, args))
+            self._backlog += n
+            if new_keys:
+                self._cond.notify(new_keys)
+            return self._backlog
+
+    def watch_drain(self, low_water: int, fn: Callable[[], None]) -> None:
+        """Call *fn* once (on a worker, no lock held) when the backlog falls to *low_water*."""
+        with self._cond:
+            self._drain_watch = (low_water, fn)
+
+    @property
+    def backlog(self) -> int:
+        """Jobs queued and not yet finished."""
+        return self._backlog
+
+    def on_worker_thread(self) -> bool:
+        """True when the calling thread is one of this dispatcher's workers."""
+        return threading.get_ident() in self._idents
+
+    def statistics(self) -> DispatcherStatistics:
+        with self._cond:
+            return DispatcherStatistics(
+                len(self._threads), self._backlog, len(self._ready), self._jobs_run, self._errors
+            )
+
+    # -- workers -------------------------------------------------------------------
+    def _worker(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._ready and not self._closed:
+                    cond.wait()
+                if not self._ready:
+                    return  # closed and nothing left for us
+                key = self._ready.popleft()
+                q = self._queues[key]
+                batch = [q.popleft() for _ in range(min(BURST, len(q)))]
+            errors = 0
+            for fn, args in batch:
+                try:
+                    fn(*args)
+                except Exception:
+                    errors += 1
+                    log.exception("exception in callback %r", fn)
+            del fn, args
+            drained: Callable[[], None] | None = None
+            with cond:
+                self._backlog -= len(batch)
+                self._jobs_run += len(batch)
+                self._errors += errors
+                if q:
+                    self._ready.append(key)
+                    cond.notify()
+                else:
+                    del self._queues[key]
+                watch = self._drain_watch
+                if watch is not None and self._backlog <= watch[0]:
+                    drained = watch[1]
+                    self._drain_watch = None
+            del batch
+            if drained is not None:
+                try:
+                    drained()
+                except Exception:
+                    log.exception("exception in drain hook")
+
+    # -- shutdown --------------------------------------------------------------------
+    def shutdown(self, wait: bool = True, timeout: float | None = 2.0, cancel_pending: bool = False) -> None:
+        """Stop the workers once the queued jobs ran (or are dropped with *cancel_pending*).
+
+        Safe to call from a worker thread (that worker is not joined).
+        """
+        with self._cond:
+            self._closed = True
+            if cancel_pending:
+                self._queues.clear()
+                self._ready.clear()
+                self._backlog = 0
+            self._cond.notify_all()
+        if wait:
+            me = threading.current_thread()
+            for t in self._threads:
+                if t is not me:
+                    t.join(timeout)

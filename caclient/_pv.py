@@ -1,0 +1,504 @@
+"""The PV: a user's handle on one channel, with its connection state machine.
+
+Theory of operation
+-------------------
+States: ``idle`` → ``searching`` → ``connecting`` → ``connected``; a lost
+channel goes back to ``searching`` (or ``disconnected`` when the Context is
+closed).  The UDP thread moves a PV from searching to connecting (via the
+Context); its circuit thread moves it to connected and back.  User threads
+read and write, waiting on ``_connected`` with a deadline.
+
+Locks: ``_lock`` guards ``_state``, ``_circuit``, ``_cid``, ``_sid``,
+``native_data_type``, ``native_data_count``, ``access_rights`` and
+``_subscriptions``.  Order: Context._lock → PV._lock → Subscription._lock →
+Circuit locks.  Callbacks never run under it: state changes return dispatcher
+jobs, and the circuit thread submits them after the lock is released.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import _dbr, _proto
+from ._callbacks import CallbackHandler
+from ._dbr import AccessRights, ChannelType
+from ._errors import CAError, AccessDeniedError, CATimeoutError, ContextClosedError, DisconnectedError, RemoteError, eca_message
+from ._response import ReadResponse, WriteResponse
+from ._subscription import Subscription
+from ._sync import Deadline, Pending, ensure_not_io_thread
+
+if TYPE_CHECKING:
+    from ._circuit import Circuit
+    from ._context import Context
+
+Job = tuple[Any, Callable[..., Any], tuple[Any, ...]]
+
+IDLE = "idle"
+SEARCHING = "searching"
+CONNECTING = "connecting"
+CONNECTED = "connected"
+DISCONNECTED = "disconnected"
+
+_DEFAULT_MASK = _proto.DBE_VALUE | _proto.DBE_ALARM
+
+
+class PV:
+    """A process variable: connect, read, write and subscribe.
+
+    Obtained from :meth:`Context.get_pvs`; connects in the background.
+
+    Attributes
+    ----------
+    name : str
+    priority : int
+    context : Context
+    connected : bool
+    access_rights : AccessRights
+    native_data_type : ChannelType or None
+    native_data_count : int or None
+    connection_state_callback : CallbackHandler
+        Callbacks ``f(pv, state)`` with state ``'connected'`` or ``'disconnected'``.
+    access_rights_callback : CallbackHandler
+        Callbacks ``f(pv, access_rights)``.
+    """
+
+    def __init__(self, name: str, priority: int, context: Context) -> None:
+        self.name = name
+        self.priority = priority
+        self.context = context
+        self._encoded_name = name.encode(context.encoding)
+        self._lock = threading.Lock()
+        self._state = SEARCHING
+        self._circuit: Circuit | None = None
+        self._cid: int | None = None
+        self._sid: int | None = None
+        self.native_data_type: ChannelType | None = None
+        self.native_data_count: int | None = None
+        self.access_rights = AccessRights.NO_ACCESS
+        self._connected = threading.Event()
+        self._found = threading.Event()
+        self._subscriptions: dict[tuple[Any, ...], Subscription] = {}
+        self.connection_state_callback = CallbackHandler(self, self._connection_state)
+        self.access_rights_callback = CallbackHandler(self, self._access_state)
+
+    # -- introspection -----------------------------------------------------------------
+    def __repr__(self) -> str:
+        state = self._state
+        shown = "searching...." if state == SEARCHING else state
+        if state == CONNECTED and self._circuit is not None:
+            shown += f" to {self._circuit.address[0]}:{self._circuit.address[1]}"
+        return f"<PV name={self.name!r} priority={self.priority} ({shown})>"
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def state(self) -> str:
+        """One of ``'idle'``, ``'searching'``, ``'connecting'``, ``'connected'``, ``'disconnected'``."""
+        return self._state
+
+    @property
+    def server_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of the server the channel is on, or None."""
+        circuit = self._circuit
+        return circuit.address if circuit is not None and self.connected else None
+
+    @property
+    def circuit_manager(self) -> Circuit | None:
+        """The circuit the channel is on (``events_off``/``events_on`` live there)."""
+        return self._circuit
+
+    def time_since_last_heard(self) -> float | None:
+        """Seconds since the channel's server last sent anything, or None when not connected."""
+        circuit = self._circuit
+        if circuit is None or not self.connected:
+            return None
+        return time.monotonic() - circuit.last_heard
+
+    def _connection_state(self) -> str | None:
+        return CONNECTED if self.connected else None
+
+    def _access_state(self) -> AccessRights | None:
+        return self.access_rights if self.connected else None
+
+    # -- waiting ---------------------------------------------------------------------
+    def wait_for_search(self, *, timeout: float | None = None) -> None:
+        """Block until the PV's server is known (or it is connected)."""
+        deadline = Deadline(self._timeout(timeout))
+        self._wake_if_idle()
+        if not self._found.wait(deadline.remaining()):
+            raise CATimeoutError(f"{self.name}: no server answered the search", pv=self.name)
+
+    def wait_for_connection(self, *, timeout: float | None = None) -> None:
+        """Block until connected.
+
+        Raises
+        ------
+        CATimeoutError
+            If the PV is not connected within *timeout* seconds (default: the
+            Context's timeout).
+        """
+        ensure_not_io_thread("PV.wait_for_connection")
+        self._wait_connected(Deadline(self._timeout(timeout)))
+
+    def _timeout(self, timeout: float | None) -> float | None:
+        return self.context.timeout if timeout is None else timeout
+
+    def _wake_if_idle(self) -> None:
+        with self._lock:
+            if self._state != IDLE:
+                return
+            self._state = SEARCHING
+        self.context._search([self])
+
+    def _wait_connected(self, deadline: Deadline) -> tuple[Circuit, int]:
+        if self.context._closed:
+            raise ContextClosedError(f"{self.name}: the Context is closed", pv=self.name)
+        if not self._connected.is_set():
+            self._wake_if_idle()
+            if not self._connected.wait(deadline.remaining()):
+                if self.context._closed:
+                    raise ContextClosedError(f"{self.name}: the Context is closed", pv=self.name)
+                state = self._state
+                where = "no server answered the search" if state == SEARCHING else f"still {state}"
+                raise CATimeoutError(f"{self.name}: not connected ({where})", pv=self.name)
+        circuit, sid = self._circuit, self._sid
+        if circuit is None or sid is None:
+            raise DisconnectedError(f"{self.name}: disconnected", pv=self.name)
+        return circuit, sid
+
+    # -- read --------------------------------------------------------------------------
+    def _resolve_type(self, data_type: Any, native: int | None) -> tuple[int, str]:
+        if native is None:
+            native = 0
+        if data_type is None:
+            return native, "native"
+        if isinstance(data_type, str):
+            try:
+                return _dbr.FAMILY_OFFSETS[data_type] + native, data_type
+            except KeyError:
+                raise ValueError(
+                    f"data_type must be one of {sorted(_dbr.FAMILY_OFFSETS)}, a ChannelType or an int, not {data_type!r}"
+                ) from None
+        try:
+            return int(ChannelType(int(data_type))), "explicit"
+        except (ValueError, TypeError):
+            raise ValueError(f"unknown data_type {data_type!r}") from None
+
+    def read(
+        self,
+        *,
+        wait: bool = True,
+        callback: Callable[[Any], None] | None = None,
+        timeout: float | None = None,
+        data_type: Any = None,
+        data_count: int | None = None,
+        notify: bool = True,
+    ) -> ReadResponse | None:
+        """Read the value.
+
+        Parameters
+        ----------
+        wait : bool
+            Block until the reply arrives (default).  With ``wait=False`` the
+            call returns None at once and *callback* gets the response.
+        callback : callable, optional
+            ``callback(response)``, run on a callback thread; it gets the
+            exception instead if the read fails.
+        timeout : float, optional
+            Seconds for connecting plus the round trip (default: the
+            Context's timeout).
+        data_type : {'native', 'status', 'time', 'graphic', 'control'}, ChannelType or int
+            What to ask the server for (default native).
+        data_count : int, optional
+            Number of elements; None or 0 asks for the current length.
+        notify : bool
+            Kept for caproto compatibility; reads always use READ_NOTIFY.
+
+        Returns
+        -------
+        ReadResponse or None
+
+        Raises
+        ------
+        CATimeoutError, DisconnectedError, AccessDeniedError, RemoteError
+        """
+        ensure_not_io_thread("PV.read")
+        deadline = Deadline(self._timeout(timeout))
+        circuit, sid = self._wait_connected(deadline)
+        if not self.access_rights & AccessRights.READ:
+            raise AccessDeniedError(f"{self.name}: no read access", pv=self.name, address=circuit.address)
+        dtype, _ = self._resolve_type(data_type, self.native_data_type)
+        if data_count is None or data_count == 0:
+            count = 0 if circuit.minor_version >= 13 else (self.native_data_count or 1)
+        else:
+            count = int(data_count)
+            if count < 0:
+                raise ValueError("data_count must be >= 0")
+        ioid = self.context._next_id()
+        encoding = self.context.encoding
+        user_cb = None
+        if callback is not None:
+            def user_cb(pending: Pending) -> None:
+                try:
+                    if pending.error is not None:
+                        raise pending.error
+                    result: Any = _read_result(self.name, pending.result, encoding, circuit)
+                except CAError as exc:
+                    result = exc
+                callback(result)
+        pending = Pending(user_cb, self, self.name)
+        circuit.add_io(ioid, pending)
+        try:
+            circuit.send(_proto.read_notify(dtype, count, sid, ioid))
+        except DisconnectedError:
+            circuit.cancel_io(ioid)
+            raise
+        if not wait:
+            return None
+        if not pending.wait(deadline.remaining()):
+            circuit.cancel_io(ioid)
+            if not pending.done():
+                raise CATimeoutError(f"{self.name}: read timed out after {self._timeout(timeout)}s", pv=self.name, address=circuit.address)
+        if pending.error is not None:
+            raise pending.error
+        return _read_result(self.name, pending.result, encoding, circuit)
+
+    # -- write -------------------------------------------------------------------------
+    def _encode(self, data: Any, data_type: Any, data_count: int | None) -> tuple[int, bytes, int]:
+        native = self.native_data_type
+        if data_type is None:
+            dtype = int(native) if native is not None else 0
+            if dtype == ChannelType.ENUM and (
+                isinstance(data, (str, bytes)) or (isinstance(data, (list, tuple)) and data and isinstance(data[0], str))
+            ):
+                dtype = int(ChannelType.STRING)  # the server maps the state string
+        else:
+            dtype, family = self._resolve_type(data_type, native)
+            if dtype > 6 and dtype not in (ChannelType.PUT_ACKT, ChannelType.PUT_ACKS):
+                raise ValueError(f"cannot write with data_type {ChannelType(dtype).name}: use a plain type")
+        field = 3 if dtype in (ChannelType.PUT_ACKT, ChannelType.PUT_ACKS) else dtype
+        payload, count = _dbr.encode_values(field, data, self.context.encoding)
+        limit = self.native_data_count
+        if data_count is not None:
+            if data_count > count:
+                raise ValueError(f"{self.name}: data_count={data_count} but only {count} elements given")
+            payload = payload[: data_count * _dbr.ELEMENT_SIZE[field]]
+            count = data_count
+        if limit is not None and count > limit:
+            if field == ChannelType.CHAR and count == limit + 1 and payload.endswith(b"\0"):
+                payload, count = payload[:-1], limit  # a full-length string without its NUL still fits
+            else:
+                raise ValueError(f"{self.name}: {count} elements given, the channel holds at most {limit}")
+        return dtype, payload, count
+
+    def write(
+        self,
+        data: Any,
+        *,
+        wait: bool = True,
+        callback: Callable[[Any], None] | None = None,
+        timeout: float | None = None,
+        notify: bool | None = None,
+        data_type: Any = None,
+        data_count: int | None = None,
+    ) -> WriteResponse | None:
+        """Write a value.
+
+        Parameters
+        ----------
+        data : number, str, bytes, sequence or numpy array
+            The value; a str written to an enum channel selects the state by
+            name; a str written to a char array is sent as text.
+        wait : bool
+            Block until the server reports the write (and any processing it
+            started) complete.  Implies ``notify``.
+        callback : callable, optional
+            ``callback(response)`` when the write completes (or the exception
+            if it fails), on a callback thread.  Implies ``notify``.
+        timeout : float, optional
+            Seconds for connecting plus completion (default: Context timeout).
+        notify : bool, optional
+            Use WRITE_NOTIFY; default ``wait or callback is not None``.
+        data_type : optional
+            Plain DBR type to send (default the channel's native type).
+        data_count : int, optional
+            Send only the first *data_count* elements.
+
+        Returns
+        -------
+        WriteResponse or None
+            The response when *wait* is true, else None.
+
+        Raises
+        ------
+        CATimeoutError, DisconnectedError, AccessDeniedError, RemoteError,
+        TypeError or ValueError (data that does not fit the channel).
+        """
+        ensure_not_io_thread("PV.write")
+        deadline = Deadline(self._timeout(timeout))
+        circuit, sid = self._wait_connected(deadline)
+        if not self.access_rights & AccessRights.WRITE:
+            raise AccessDeniedError(f"{self.name}: no write access", pv=self.name, address=circuit.address)
+        dtype, payload, count = self._encode(data, data_type, data_count)
+        if notify is None:
+            notify = wait or callback is not None
+        ioid = self.context._next_id()
+        if not notify:
+            circuit.send(_proto.write(_proto.WRITE, dtype, count, sid, ioid, payload))
+            return None
+        user_cb = None
+        if callback is not None:
+            def user_cb(pending: Pending) -> None:
+                try:
+                    if pending.error is not None:
+                        raise pending.error
+                    result: Any = _write_result(self.name, pending.result, circuit)
+                except CAError as exc:
+                    result = exc
+                callback(result)
+        pending = Pending(user_cb, self, self.name)
+        circuit.add_io(ioid, pending)
+        try:
+            circuit.send(_proto.write(_proto.WRITE_NOTIFY, dtype, count, sid, ioid, payload))
+        except DisconnectedError:
+            circuit.cancel_io(ioid)
+            raise
+        if not wait:
+            return None
+        if not pending.wait(deadline.remaining()):
+            circuit.cancel_io(ioid)
+            if not pending.done():
+                raise CATimeoutError(f"{self.name}: write not confirmed within {self._timeout(timeout)}s", pv=self.name, address=circuit.address)
+        if pending.error is not None:
+            raise pending.error
+        return _write_result(self.name, pending.result, circuit)
+
+    # -- subscriptions -------------------------------------------------------------------
+    def subscribe(self, data_type: Any = None, data_count: int | None = None, mask: int | None = None) -> Subscription:
+        """Return a :class:`Subscription` (the same one for the same arguments).
+
+        Parameters
+        ----------
+        data_type : optional
+            As for :meth:`read` (default native).
+        data_count : int, optional
+            Elements per update; None for the current length.
+        mask : int, optional
+            DBE bits (default DBE_VALUE | DBE_ALARM).
+        """
+        if mask is None:
+            mask = _DEFAULT_MASK
+        if isinstance(data_type, str):
+            self._resolve_type(data_type, 0)  # validate now, not at connection time
+        key = (data_type, data_count, mask)
+        with self._lock:
+            sub = self._subscriptions.get(key)
+            if sub is None:
+                sub = self._subscriptions[key] = Subscription(self, data_type, data_count, mask)
+        return sub
+
+    def unsubscribe_all(self) -> None:
+        """Clear every subscription's callbacks."""
+        with self._lock:
+            subs = list(self._subscriptions.values())
+        for sub in subs:
+            sub.clear()
+
+    def go_idle(self) -> None:
+        """Release the channel until next use (declined while subscriptions have callbacks)."""
+        with self._lock:
+            if any(sub.wanted for sub in self._subscriptions.values()):
+                return
+            state, circuit, cid, sid = self._state, self._circuit, self._cid, self._sid
+            if state == IDLE:
+                return
+            self._state = IDLE
+            self._circuit = self._cid = self._sid = None
+            self._connected.clear()
+            self._found.clear()
+            self.access_rights = AccessRights.NO_ACCESS
+        if state == SEARCHING:
+            self.context._udp.cancel(self.name)
+        if circuit is not None and cid is not None:
+            circuit.forget_channel(cid, sid)
+
+    # -- engine side (circuit and UDP threads) -------------------------------------------
+    def _on_found(self, circuit: Circuit) -> bool:
+        with self._lock:
+            if self._state != SEARCHING:
+                return False
+            self._state = CONNECTING
+            self._circuit = circuit
+            self._found.set()
+            return True
+
+    def _on_connected(self, circuit: Circuit, cid: int, sid: int, dtype: int, count: int) -> list[Job]:
+        with self._lock:
+            if self._circuit is not circuit or self._cid != cid or self._state != CONNECTING:
+                return []
+            self._sid = sid
+            self._state = CONNECTED
+            try:
+                self.native_data_type = ChannelType(dtype)
+            except ValueError:
+                self.native_data_type = None
+            self.native_data_count = count
+            self._connected.set()
+            subs = [s for s in self._subscriptions.values() if s.wanted]
+            for sub in subs:
+                sub._activate(circuit, sid, dtype, count)
+            rights = self.access_rights
+        jobs: list[Job] = []
+        if len(self.connection_state_callback):
+            jobs.append((self, self.connection_state_callback._fire, (CONNECTED,)))
+        if len(self.access_rights_callback):
+            jobs.append((self, self.access_rights_callback._fire, (rights,)))
+        return jobs
+
+    def _on_access_rights(self, rights: int) -> list[Job]:
+        with self._lock:
+            old = self.access_rights
+            self.access_rights = AccessRights(rights & 3)
+            fire = self._state == CONNECTED and old != self.access_rights
+        if fire and len(self.access_rights_callback):
+            return [(self, self.access_rights_callback._fire, (self.access_rights,))]
+        return []
+
+    def _on_channel_lost(self, circuit: Circuit, why: str, research: bool) -> list[Job]:
+        with self._lock:
+            if self._circuit is not circuit:
+                return []
+            was_connected = self._state == CONNECTED
+            self._circuit = self._cid = self._sid = None
+            self._connected.clear()
+            self._found.clear()
+            self.access_rights = AccessRights.NO_ACCESS
+            closed = self.context._closed
+            self._state = DISCONNECTED if closed else SEARCHING
+            for sub in self._subscriptions.values():
+                sub._deactivated()
+        if research and not closed:
+            self.context._search([self])
+        jobs: list[Job] = []
+        if was_connected and len(self.connection_state_callback):
+            jobs.append((self, self.connection_state_callback._fire, ("disconnected",)))
+        return jobs
+
+
+def _read_result(name: str, result: tuple[int, int, int, bytes], encoding: str, circuit: Circuit) -> ReadResponse:
+    dtype, count, status, payload = result
+    if status != _proto.ECA_NORMAL:
+        raise RemoteError(f"{name}: read failed: {eca_message(status)}", status=status, pv=name, address=circuit.address)
+    return ReadResponse(dtype, count, status, payload, encoding)
+
+
+def _write_result(name: str, result: tuple[int, int, int, bytes], circuit: Circuit) -> WriteResponse:
+    dtype, count, status, _ = result
+    if status != _proto.ECA_NORMAL:
+        raise RemoteError(f"{name}: write failed: {eca_message(status)}", status=status, pv=name, address=circuit.address)
+    return WriteResponse(dtype, count, status)

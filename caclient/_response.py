@@ -1,0 +1,110 @@
+"""Result objects handed to users: read, write and monitor responses.
+
+Responses are immutable from the user's point of view and decode lazily: the
+circuit thread stores the raw payload and whichever thread first reads
+``.data`` or ``.metadata`` decodes it (once; a benign race may decode twice,
+giving equal results).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy.typing as npt
+
+from . import _dbr
+from ._dbr import ChannelType, Metadata
+
+_UNSET: Any = object()
+
+
+def _ctrl_string_layout(count: int, size: int) -> _dbr.Layout:
+    # caproto's server sends DBR_CTRL_STRING with a timestamp (12 bytes of
+    # metadata) where db_access.h has 4.  Tell them apart by the payload size.
+    if size - _dbr.MAX_STRING_SIZE * count >= 12:
+        return _dbr.LAYOUTS[_dbr.ChannelType.TIME_STRING]
+    return _dbr.LAYOUTS[_dbr.ChannelType.CTRL_STRING]
+
+
+class ReadResponse:
+    """The answer to a read, or one monitor update.
+
+    Attributes
+    ----------
+    data : numpy.ndarray or list of str
+        The value: a numpy array in native byte order for numeric types, a
+        list of str for DBR_STRING types.
+    data_type : ChannelType
+        The DBR type the server sent.
+    data_count : int
+        Number of elements.
+    status : int
+        ECA status code sent with the data (1, ``ECA_NORMAL``, on success).
+    metadata : Metadata
+        status, severity, timestamp, units, limits ... as the DBR type carries.
+    """
+
+    __slots__ = ("data_type", "data_count", "status", "_payload", "_encoding", "_data", "_metadata")
+
+    def __init__(self, data_type: int, data_count: int, status: int, payload: bytes, encoding: str) -> None:
+        self.data_type = ChannelType(data_type)
+        self.data_count = data_count
+        self.status = status
+        self._payload = payload
+        self._encoding = encoding
+        self._data: Any = _UNSET
+        self._metadata: Any = _UNSET
+
+    def _layout(self) -> _dbr.Layout:
+        if self.data_type == ChannelType.CTRL_STRING:
+            return _ctrl_string_layout(self.data_count, len(self._payload))
+        return _dbr.LAYOUTS[self.data_type]
+
+    @property
+    def data(self) -> npt.NDArray[Any] | list[str]:
+        data = self._data
+        if data is _UNSET:
+            data = self._data = _dbr.decode_value(self._layout(), self.data_count, self._payload, self._encoding)
+        return data  # type: ignore[no-any-return]
+
+    @property
+    def metadata(self) -> Metadata:
+        md = self._metadata
+        if md is _UNSET:
+            md = _dbr.decode_metadata(self._layout(), self._payload, self._encoding)
+            md.data_type = self.data_type
+            self._metadata = md
+        return md  # type: ignore[no-any-return]
+
+    def __bytes__(self) -> bytes:
+        return bytes(self._payload)
+
+    def __repr__(self) -> str:
+        data = self.data
+        shown = repr(data if len(data) <= 10 else data[:10])
+        more = "..." if len(data) > 10 else ""
+        return f"<ReadResponse {self.data_type.name} count={self.data_count} status={self.status} data={shown}{more}>"
+
+
+class WriteResponse:
+    """The answer to a write with notification.
+
+    Attributes
+    ----------
+    status : int
+        ECA status code (1 on success).
+    data_type : ChannelType
+        The DBR type written.
+    data_count : int
+        Number of elements written.
+    """
+
+    __slots__ = ("data_type", "data_count", "status")
+
+    def __init__(self, data_type: int, data_count: int, status: int) -> None:
+        self.data_type = ChannelType(data_type)
+        self.data_count = data_count
+        self.status = status
+
+    def __repr__(self) -> str:
+        return f"<WriteResponse {self.data_type.name} count={self.data_count} status={self.status}>"

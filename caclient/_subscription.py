@@ -1,0 +1,177 @@
+"""Subscriptions (monitors) of one PV.
+
+Theory of operation
+-------------------
+A :class:`Subscription` is *wanted* while it has callbacks.  A wanted
+subscription is *active* on a circuit when EVENT_ADD was sent there; it is
+re-activated by the PV whenever the channel (re)connects, so subscribers get a
+fresh value after a reconnection with nothing to do.
+
+Threads: users call add/remove; the PV's connection handler (circuit thread)
+calls :meth:`_activate` / :meth:`_deactivated`; the circuit thread calls
+:meth:`_on_update` for each update, which returns a dispatcher job keyed by
+the PV, so one PV's callbacks run in order and never concurrently.
+
+Locks: ``_lock`` guards ``_subid``, ``_circuit``.  Lock order is
+PV._lock → Subscription._lock → Circuit locks.  ``Circuit.send`` is called
+with ``_lock`` held on purpose — it never blocks — so that EVENT_ADD and
+EVENT_CANCEL for one subscription go out in the order the user asked for.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import _proto
+from ._callbacks import Registry
+from ._errors import DisconnectedError
+from ._response import ReadResponse
+
+if TYPE_CHECKING:
+    from ._circuit import Circuit
+    from ._pv import PV
+
+DataType = "str | int | _dbr.ChannelType | None"
+
+
+class Subscription:
+    """A monitor on a PV, fanned out to any number of callbacks.
+
+    Created by :meth:`PV.subscribe`; nothing is sent to the server until the
+    first callback is added, and removing the last one cancels it.
+
+    Callbacks are called as ``func(sub, response)`` (or ``func(response)``
+    for a one-argument callable) on a callback worker thread.  They are held
+    strongly unless added with ``weak=True``.
+    """
+
+    def __init__(self, pv: PV, data_type: Any, data_count: int | None, mask: int) -> None:
+        self.pv = pv
+        self.data_type = data_type
+        self.data_count = data_count
+        self.mask = mask
+        self.most_recent_response: ReadResponse | None = None
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._registry = Registry()
+        self._subid: int | None = None
+        self._circuit: Circuit | None = None
+        self._encoding = pv.context.encoding
+        self._dispatcher = pv.context._dispatcher
+
+    def __repr__(self) -> str:
+        state = "active" if self._subid is not None else ("pending" if len(self._registry) else "idle")
+        return f"<Subscription to {self.pv.name!r} data_type={self.data_type!r} mask={self.mask} {state} callbacks={len(self._registry)}>"
+
+    @property
+    def callbacks(self) -> dict[int, Callable[..., Any]]:
+        """The live callbacks by token."""
+        return {e.token: f for e in self._registry.entries() if (f := e.get()) is not None}
+
+    def add_callback(self, func: Callable[..., Any], *, weak: bool = False) -> int:
+        """Add a callback and return its token.
+
+        The first callback starts the subscription; a later one is called
+        once right away with the most recent update, if there was one.
+        """
+        pv = self.pv
+        with pv._lock, self._lock:
+            token, first = self._registry.add(func, weak)
+            if first and self._subid is None and pv._circuit is not None and pv._sid is not None and pv._connected.is_set():
+                self._activate_locked(pv._circuit, pv._sid, pv.native_data_type, pv.native_data_count)
+            recent = self.most_recent_response
+        if not first and recent is not None:
+            self._dispatcher.submit(pv, _call_one, func, self, recent)
+        return token
+
+    def remove_callback(self, token: int) -> None:
+        """Remove a callback; removing the last one cancels the subscription."""
+        with self._lock:
+            if self._registry.remove(token):
+                self._cancel_locked()
+
+    def clear(self) -> None:
+        """Remove every callback and cancel the subscription."""
+        with self._lock:
+            self._registry.clear()
+            self._cancel_locked()
+
+    @property
+    def wanted(self) -> bool:
+        return len(self._registry) > 0
+
+    # -- engine side ---------------------------------------------------------------
+    def _wire_type(self, native: int | None) -> tuple[int, str]:
+        return self.pv._resolve_type(self.data_type, native)
+
+    def _activate(self, circuit: Circuit, sid: int, native: int | None, count: int | None) -> None:
+        """Send EVENT_ADD on *circuit* (called with the PV's lock held)."""
+        with self._lock:
+            if len(self._registry) and self._subid is None:
+                self._activate_locked(circuit, sid, native, count)
+
+    def _activate_locked(self, circuit: Circuit, sid: int, native: int | None, count: int | None) -> None:
+        dtype, _ = self._wire_type(native)
+        if self.data_count is not None:
+            n = self.data_count
+        elif circuit.minor_version >= 13:
+            n = 0
+        else:
+            n = count or 1
+        subid = self.pv.context._next_id()
+        circuit.add_subscription(subid, self)
+        self._subid = subid
+        self._circuit = circuit
+        self._sent_type = dtype
+        self._sent_count = n
+        try:
+            circuit.send(_proto.event_add(dtype, n, sid, subid, self.mask))
+        except DisconnectedError:
+            circuit.remove_subscription(subid)
+            self._subid = None
+            self._circuit = None
+
+    def _cancel_locked(self) -> None:
+        subid, circuit = self._subid, self._circuit
+        self._subid = None
+        self._circuit = None
+        if subid is None or circuit is None:
+            return
+        circuit.remove_subscription(subid)
+        sid = self.pv._sid
+        if sid is not None:
+            try:
+                circuit.send(_proto.event_cancel(self._sent_type, self._sent_count, sid, subid))
+            except DisconnectedError:
+                pass
+
+    def _deactivated(self) -> None:
+        """The channel went away: forget the server-side subscription."""
+        with self._lock:
+            self._subid = None
+            self._circuit = None
+
+    def _on_update(self, dtype: int, count: int, status: int, payload: bytes) -> tuple[Any, Callable[..., Any], tuple[Any, ...]] | None:
+        # Circuit thread, hot path: wrap the bytes, hand delivery to a worker.
+        resp = ReadResponse(dtype, count, status, payload, self._encoding)
+        self.most_recent_response = resp
+        return (self.pv, self._registry.call, (self, resp))
+
+    def _on_error(self, status: int, message: str) -> list[Any]:
+        with self._lock:
+            if self._circuit is not None and self._subid is not None:
+                self._circuit.remove_subscription(self._subid)
+            self._subid = None
+            self._circuit = None
+        return []
+
+
+def _call_one(func: Callable[..., Any], sub: Subscription, resp: ReadResponse) -> None:
+    from ._callbacks import positional_arity
+
+    if positional_arity(func) >= 2:
+        func(sub, resp)
+    else:
+        func(resp)
