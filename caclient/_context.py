@@ -34,6 +34,7 @@ import atexit
 import getpass
 import itertools
 import logging
+import queue
 import socket
 import threading
 import weakref
@@ -45,7 +46,7 @@ from ._circuit import Circuit
 from ._config import Address, Config
 from ._dbr import AccessRights
 from ._dispatch import Dispatcher
-from ._errors import CAError, CATimeoutError, ContextClosedError, DisconnectedError
+from ._errors import AccessDeniedError, CAError, CATimeoutError, ContextClosedError, DisconnectedError
 from ._pv import PV, _read_result
 from ._response import ReadResponse
 from ._sync import Deadline, Pending, ensure_not_io_thread
@@ -235,39 +236,38 @@ class Context:
         got = iter(self.get_pvs(*names, priority=priority)) if names else iter(())
         plist = [next(got) if isinstance(p, str) else p for p in items]
         deadline = Deadline(self.timeout if timeout is None else timeout)
-        for pv in plist:
-            if not pv.connected:
-                pv._wake_if_idle()
         results: list[ReadResponse | CAError | None] = [None] * len(plist)
         sent: list[tuple[int, PV, Circuit, int, Pending]] = []
-        batches: dict[Circuit, list[bytes]] = {}
+        slots: dict[PV, list[int]] = {}
         for i, pv in enumerate(plist):
-            if not pv._connected.wait(deadline.remaining()):
-                results[i] = CATimeoutError(f"{pv.name}: not connected", pv=pv.name)
-                continue
-            circuit, sid = pv._circuit, pv._sid
-            if circuit is None or sid is None:
-                results[i] = DisconnectedError(f"{pv.name}: disconnected", pv=pv.name)
-                continue
-            if not pv.access_rights & AccessRights.READ:
-                results[i] = CAError(f"{pv.name}: no read access", pv=pv.name)
-                continue
-            dtype, _ = pv._resolve_type(data_type, pv.native_data_type)
-            count = data_count or (0 if circuit.minor_version >= 13 else (pv.native_data_count or 1))
-            ioid = self._next_id()
-            pending = Pending(None, pv, pv.name)
-            try:
-                circuit.add_io(ioid, pending)
-            except DisconnectedError as exc:
-                results[i] = exc
-                continue
-            batches.setdefault(circuit, []).append(_proto.read_notify(dtype, count, sid, ioid))
-            sent.append((i, pv, circuit, ioid, pending))
-        for circuit, msgs in batches.items():
-            try:
-                circuit.send(b"".join(msgs))
-            except DisconnectedError:
-                pass  # its pendings fail through the circuit's shutdown
+            slots.setdefault(pv, []).append(i)
+        # Reads go out as soon as their PV is connected, in one burst per
+        # circuit for all that are ready together; one deadline covers all.
+        ready: queue.SimpleQueue[PV] = queue.SimpleQueue()
+        for pv in slots:
+            pv._wake_if_idle()
+            pv._notify_when_connected(ready)
+        waiting = len(slots)
+        try:
+            while waiting:
+                try:
+                    first = ready.get(timeout=deadline.remaining())
+                except queue.Empty:
+                    break
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(ready.get_nowait())
+                    except queue.Empty:
+                        break
+                waiting -= len(batch)
+                self._send_reads(batch, slots, data_type, data_count, results, sent)
+        finally:
+            for pv in slots:
+                pv._forget_waiter(ready)
+        for i, result in enumerate(results):
+            if result is None and not plist[i].connected:
+                results[i] = CATimeoutError(f"{plist[i].name}: not connected", pv=plist[i].name)
         for i, pv, circuit, ioid, pending in sent:
             if not pending.wait(deadline.remaining()):
                 circuit.cancel_io(ioid)
@@ -282,6 +282,42 @@ class Context:
             except CAError as exc:
                 results[i] = exc
         return [r if r is not None else CAError("internal: no result") for r in results]
+
+    def _send_reads(
+        self,
+        batch: list[PV],
+        slots: dict[PV, list[int]],
+        data_type: Any,
+        data_count: int | None,
+        results: list[ReadResponse | CAError | None],
+        sent: list[tuple[int, PV, Circuit, int, Pending]],
+    ) -> None:
+        bursts: dict[Circuit, list[bytes]] = {}
+        for pv in batch:
+            circuit, sid = pv._circuit, pv._sid
+            for i in slots[pv]:
+                if circuit is None or sid is None:
+                    results[i] = DisconnectedError(f"{pv.name}: disconnected", pv=pv.name)
+                    continue
+                if not pv.access_rights & AccessRights.READ:
+                    results[i] = AccessDeniedError(f"{pv.name}: no read access", pv=pv.name)
+                    continue
+                dtype, _ = pv._resolve_type(data_type, pv.native_data_type)
+                count = data_count or (0 if circuit.minor_version >= 13 else (pv.native_data_count or 1))
+                ioid = self._next_id()
+                pending = Pending(None, pv, pv.name)
+                try:
+                    circuit.add_io(ioid, pending)
+                except DisconnectedError as exc:
+                    results[i] = exc
+                    continue
+                bursts.setdefault(circuit, []).append(_proto.read_notify(dtype, count, sid, ioid))
+                sent.append((i, pv, circuit, ioid, pending))
+        for circuit, msgs in bursts.items():
+            try:
+                circuit.send(b"".join(msgs))
+            except DisconnectedError:
+                pass  # its pendings fail through the circuit's shutdown
 
     def close(self, timeout: float = 1.0) -> None:
         """Disconnect everything and stop every thread (idempotent, bounded in time)."""

@@ -336,10 +336,29 @@ def encode_values(field: int, data: Any, encoding: str) -> tuple[bytes, int]:
             arr = arr.astype(np.float64 if field in (2, 6) else np.int64)
         if arr.dtype.kind == "c":
             raise TypeError("complex values cannot be written")
-        if field not in (2, 6) and arr.dtype.kind == "f":
-            if not np.all(np.isfinite(arr)):
-                raise ValueError("non-finite value for an integer channel")
+        if arr.size and not np.can_cast(arr.dtype, dtype, "safe"):
+            _check_range(field, arr)
         out = np.ascontiguousarray(arr.reshape(-1), dtype=dtype) if arr.dtype != dtype else arr.reshape(-1)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"cannot write {data!r} to a {ChannelType(field).name} channel: {exc}") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        cls = TypeError if isinstance(exc, TypeError) else ValueError
+        raise cls(f"cannot write {data!r} to a {ChannelType(field).name} channel: {exc}") from None
     return out.tobytes(), int(out.size)
+
+
+#: Values accepted for the integer field types.  CHAR also takes -128..-1 (sent
+#: as two's complement), since DBF_CHAR records are signed.
+_INT_RANGES = {1: (-32768, 32767), 3: (0, 65535), 4: (-128, 255), 5: (-(2**31), 2**31 - 1)}
+
+
+def _check_range(field: int, arr: npt.NDArray[Any]) -> None:
+    """Raise ValueError if a narrowing cast of *arr* to *field* would change values."""
+    if field in (2, 6):
+        finite = arr[np.isfinite(arr)]
+        if finite.size and np.abs(finite).max() > np.finfo(_VALUE_DTYPES[field]).max:
+            raise ValueError(f"value out of range for {ChannelType(field).name}")
+        return
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise ValueError("non-finite value for an integer channel")
+    lo, hi = _INT_RANGES[field]
+    if arr.min() < lo or arr.max() > hi:
+        raise ValueError(f"value out of range {lo}..{hi}")

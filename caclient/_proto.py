@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 
-from ._dbr import ELEMENT_SIZE, MAX_STRING_SIZE, payload_size
+from ._dbr import ELEMENT_SIZE, native_type, payload_size
 
 # Command codes (ca_protocol spec)
 VERSION = 0
@@ -145,5 +145,5 @@ def events_on() -> bytes:
 
 def max_count_for(data_type: int, max_bytes: int) -> int:
     """Largest element count of *data_type* whose payload fits *max_bytes*."""
-    per = ELEMENT_SIZE.get(data_type % 7 if data_type < 35 else 3, MAX_STRING_SIZE)
+    per = ELEMENT_SIZE[native_type(data_type)]
     return max(0, (max_bytes - payload_size(data_type, 0)) // per)

@@ -17,6 +17,7 @@ jobs, and the circuit thread submits them after the lock is released.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -81,6 +82,7 @@ class PV:
         self._connected = threading.Event()
         self._found = threading.Event()
         self._subscriptions: dict[tuple[Any, ...], Subscription] = {}
+        self._waiters: list[queue.SimpleQueue[PV]] = []
         self.connection_state_callback = CallbackHandler(self, self._connection_state)
         self.access_rights_callback = CallbackHandler(self, self._access_state)
 
@@ -427,6 +429,19 @@ class PV:
         if circuit is not None and cid is not None:
             circuit.forget_channel(cid, sid)
 
+    def _notify_when_connected(self, waiter: queue.SimpleQueue[PV]) -> None:
+        """Put this PV into *waiter* once it is connected (now, if it is)."""
+        with self._lock:
+            if not self._connected.is_set():
+                self._waiters.append(waiter)
+                return
+        waiter.put(self)
+
+    def _forget_waiter(self, waiter: queue.SimpleQueue[PV]) -> None:
+        with self._lock:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
     # -- engine side (circuit and UDP threads) -------------------------------------------
     def _on_found(self, circuit: Circuit) -> bool:
         with self._lock:
@@ -453,6 +468,9 @@ class PV:
             for sub in subs:
                 sub._activate(circuit, sid, dtype, count)
             rights = self.access_rights
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.put(self)  # SimpleQueue.put never blocks
         jobs: list[Job] = []
         if len(self.connection_state_callback):
             jobs.append((self, self.connection_state_callback._fire, (CONNECTED,)))

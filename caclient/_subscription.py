@@ -83,8 +83,18 @@ class Subscription:
                 self._activate_locked(pv._circuit, pv._sid, pv.native_data_type, pv.native_data_count)
             recent = self.most_recent_response
         if not first and recent is not None:
-            self._dispatcher.submit(pv, _call_one, func, self, recent)
+            self._dispatcher.submit(pv, self._replay, token, recent)
         return token
+
+    def _replay(self, token: int, resp: ReadResponse) -> None:
+        # Worker thread: give a late callback the most recent update (looked up
+        # by token, so a weak callback is not kept alive by the queued job).
+        for entry in self._registry.entries():
+            if entry.token == token:
+                func = entry.get()
+                if func is not None:
+                    func(*((self, resp) if entry.nargs >= 2 else (resp,)))
+                return
 
     def remove_callback(self, token: int) -> None:
         """Remove a callback; removing the last one cancels the subscription."""
@@ -167,11 +177,3 @@ class Subscription:
             self._circuit = None
         return []
 
-
-def _call_one(func: Callable[..., Any], sub: Subscription, resp: ReadResponse) -> None:
-    from ._callbacks import positional_arity
-
-    if positional_arity(func) >= 2:
-        func(sub, resp)
-    else:
-        func(resp)
