@@ -91,7 +91,8 @@ class Circuit:
         self.thread.start()
 
     def __repr__(self) -> str:
-        return f"<Circuit {self.address[0]}:{self.address[1]} priority={self.priority} {self._state} channels={len(self._channels)}>"
+        host, port = self.address
+        return f"<Circuit {host}:{port} priority={self.priority} {self._state} channels={len(self._channels)}>"
 
     @property
     def ready(self) -> bool:
@@ -108,7 +109,9 @@ class Circuit:
         cids = []
         with self._lock:
             if self._state == CLOSED:
-                raise DisconnectedError(f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address)
+                raise DisconnectedError(
+                    f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address
+                )
             for pv in pvs:
                 cid = next(self._cids)
                 self._channels[cid] = pv
@@ -135,7 +138,9 @@ class Circuit:
     def add_io(self, ioid: int, pending: Pending) -> None:
         with self._lock:
             if self._state == CLOSED:
-                raise DisconnectedError(f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address)
+                raise DisconnectedError(
+                    f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address
+                )
             self._ioids[ioid] = pending
 
     def cancel_io(self, ioid: int) -> None:
@@ -156,7 +161,9 @@ class Circuit:
         wake = False
         with self._send_lock:
             if self._closing or self._state == CLOSED:
-                raise DisconnectedError(f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address)
+                raise DisconnectedError(
+                    f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address
+                )
             sock = self._sock
             if self._outbox or sock is None:
                 self._outbox.append(data)
@@ -259,13 +266,13 @@ class Circuit:
         big: bytearray | None = None  # a message larger than the buffer, being filled
         big_filled = 0
         big_header: tuple[int, int, int, int, int, int] | None = None
-        rlist = [sock, wakeup]
+        rlist = [sock, wakeup.rsock]
         while True:
             wlist = [sock] if self._outbox else []
             readable, writable, _ = select.select(rlist, wlist, [])
             if self._closing:
                 return
-            if wakeup in readable:
+            if wakeup.rsock in readable:
                 wakeup.drain()
             if writable:
                 self._flush()
@@ -364,9 +371,9 @@ class Circuit:
                 elif sub is not None:
                     pass  # zero-length reply: the server acknowledged EVENT_CANCEL
             else:
-                job = self._handle((cmd, size, dtype, count, p1, p2), bytes(buf[body:stop]))
-                if job:
-                    jobs.extend(job)
+                more = self._handle((cmd, size, dtype, count, p1, p2), bytes(buf[body:stop]))
+                if more:
+                    jobs.extend(more)
             start = stop
         return start, jobs, None
 
@@ -409,7 +416,11 @@ class Circuit:
                 pv = self._channels.pop(p1, None)
             if pv is None:
                 return []
-            why = "the server refused to create the channel" if cmd == _proto.CREATE_CH_FAIL else "the server dropped the channel"
+            why = (
+                "the server refused to create the channel"
+                if cmd == _proto.CREATE_CH_FAIL
+                else "the server dropped the channel"
+            )
             return pv._on_channel_lost(self, why, research=True)
         if cmd == _proto.CLEAR_CHANNEL:
             return []
@@ -450,8 +461,14 @@ class Circuit:
         with self._lock:
             channels = list(self._channels.values())
         pv_name = next((pv.name for pv in channels if pv._sid == op1), "?")
-        log.warning("server %s:%d reported an error for %s (command %s): %s",
-                    self.address[0], self.address[1], pv_name, _proto.COMMAND_NAMES.get(ocmd, ocmd), message)
+        log.warning(
+            "server %s:%d reported an error for %s (command %s): %s",
+            self.address[0],
+            self.address[1],
+            pv_name,
+            _proto.COMMAND_NAMES.get(ocmd, ocmd),
+            message,
+        )
         return []
 
     def _shutdown(self, reason: BaseException | None) -> None:
@@ -472,7 +489,9 @@ class Circuit:
         where = f"{self.address[0]}:{self.address[1]}"
         jobs: list[Any] = []
         for pending in pendings:
-            pending.fail(DisconnectedError(f"{pending.info}: circuit to {where} closed", pv=pending.info, address=self.address))
+            pending.fail(
+                DisconnectedError(f"{pending.info}: circuit to {where} closed", pv=pending.info, address=self.address)
+            )
             if pending.callback is not None:
                 jobs.append((pending.key, pending.callback, (pending,)))
         for pv in channels:

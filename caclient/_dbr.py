@@ -184,6 +184,24 @@ class Metadata:
         *_LIMITS8,
     )
 
+    status: int | None
+    severity: int | None
+    posixseconds: int | None
+    nanoseconds: int | None
+    units: str | None
+    precision: int | None
+    enum_strings: tuple[str, ...] | None
+    ackt: int | None
+    acks: int | None
+    upper_disp_limit: float | None
+    lower_disp_limit: float | None
+    upper_alarm_limit: float | None
+    upper_warning_limit: float | None
+    lower_warning_limit: float | None
+    lower_alarm_limit: float | None
+    upper_ctrl_limit: float | None
+    lower_ctrl_limit: float | None
+
     def __init__(self, data_type: ChannelType) -> None:
         self.data_type = data_type
         for name in Metadata.__slots__[1:]:
@@ -194,7 +212,7 @@ class Metadata:
         """POSIX timestamp of the value, or None for types without one."""
         if self.posixseconds is None:
             return None
-        return float(self.posixseconds + self.nanoseconds * 1e-9)
+        return float(self.posixseconds + (self.nanoseconds or 0) * 1e-9)
 
     def as_dict(self) -> dict[str, Any]:
         """The attributes that are set, as a dict (timestamp included)."""

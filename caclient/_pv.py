@@ -21,12 +21,20 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from . import _dbr, _proto
 from ._callbacks import CallbackHandler
 from ._dbr import AccessRights, ChannelType
-from ._errors import CAError, AccessDeniedError, CATimeoutError, ContextClosedError, DisconnectedError, RemoteError, eca_message
+from ._errors import (
+    AccessDeniedError,
+    CAError,
+    CATimeoutError,
+    ContextClosedError,
+    DisconnectedError,
+    RemoteError,
+    eca_message,
+)
 from ._response import ReadResponse, WriteResponse
 from ._subscription import Subscription
 from ._sync import Deadline, Pending, ensure_not_io_thread
@@ -184,12 +192,37 @@ class PV:
                 return _dbr.FAMILY_OFFSETS[data_type] + native, data_type
             except KeyError:
                 raise ValueError(
-                    f"data_type must be one of {sorted(_dbr.FAMILY_OFFSETS)}, a ChannelType or an int, not {data_type!r}"
+                    f"data_type must be one of {sorted(_dbr.FAMILY_OFFSETS)}, a ChannelType or an int, "
+                    f"not {data_type!r}"
                 ) from None
         try:
             return int(ChannelType(int(data_type))), "explicit"
         except (ValueError, TypeError):
             raise ValueError(f"unknown data_type {data_type!r}") from None
+
+    @overload
+    def read(
+        self,
+        *,
+        wait: Literal[True] = ...,
+        callback: Callable[[Any], None] | None = ...,
+        timeout: float | None = ...,
+        data_type: Any = ...,
+        data_count: int | None = ...,
+        notify: bool = ...,
+    ) -> ReadResponse: ...
+
+    @overload
+    def read(
+        self,
+        *,
+        wait: bool,
+        callback: Callable[[Any], None] | None = ...,
+        timeout: float | None = ...,
+        data_type: Any = ...,
+        data_count: int | None = ...,
+        notify: bool = ...,
+    ) -> ReadResponse | None: ...
 
     def read(
         self,
@@ -245,6 +278,7 @@ class PV:
         encoding = self.context.encoding
         user_cb = None
         if callback is not None:
+
             def user_cb(pending: Pending) -> None:
                 try:
                     if pending.error is not None:
@@ -253,6 +287,7 @@ class PV:
                 except CAError as exc:
                     result = exc
                 callback(result)
+
         pending = Pending(user_cb, self, self.name)
         circuit.add_io(ioid, pending)
         try:
@@ -265,7 +300,11 @@ class PV:
         if not pending.wait(deadline.remaining()):
             circuit.cancel_io(ioid)
             if not pending.done():
-                raise CATimeoutError(f"{self.name}: read timed out after {self._timeout(timeout)}s", pv=self.name, address=circuit.address)
+                raise CATimeoutError(
+                    f"{self.name}: read timed out after {self._timeout(timeout)}s",
+                    pv=self.name,
+                    address=circuit.address,
+                )
         if pending.error is not None:
             raise pending.error
         return _read_result(self.name, pending.result, encoding, circuit)
@@ -276,11 +315,12 @@ class PV:
         if data_type is None:
             dtype = int(native) if native is not None else 0
             if dtype == ChannelType.ENUM and (
-                isinstance(data, (str, bytes)) or (isinstance(data, (list, tuple)) and data and isinstance(data[0], str))
+                isinstance(data, (str, bytes))
+                or (isinstance(data, (list, tuple)) and data and isinstance(data[0], str))
             ):
                 dtype = int(ChannelType.STRING)  # the server maps the state string
         else:
-            dtype, family = self._resolve_type(data_type, native)
+            dtype, _ = self._resolve_type(data_type, native)
             if dtype > 6 and dtype not in (ChannelType.PUT_ACKT, ChannelType.PUT_ACKS):
                 raise ValueError(f"cannot write with data_type {ChannelType(dtype).name}: use a plain type")
         field = 3 if dtype in (ChannelType.PUT_ACKT, ChannelType.PUT_ACKS) else dtype
@@ -297,6 +337,32 @@ class PV:
             else:
                 raise ValueError(f"{self.name}: {count} elements given, the channel holds at most {limit}")
         return dtype, payload, count
+
+    @overload
+    def write(
+        self,
+        data: Any,
+        *,
+        wait: Literal[True] = ...,
+        callback: Callable[[Any], None] | None = ...,
+        timeout: float | None = ...,
+        notify: bool | None = ...,
+        data_type: Any = ...,
+        data_count: int | None = ...,
+    ) -> WriteResponse: ...
+
+    @overload
+    def write(
+        self,
+        data: Any,
+        *,
+        wait: bool,
+        callback: Callable[[Any], None] | None = ...,
+        timeout: float | None = ...,
+        notify: bool | None = ...,
+        data_type: Any = ...,
+        data_count: int | None = ...,
+    ) -> WriteResponse | None: ...
 
     def write(
         self,
@@ -349,12 +415,15 @@ class PV:
         dtype, payload, count = self._encode(data, data_type, data_count)
         if notify is None:
             notify = wait or callback is not None
+        elif not notify and (wait or callback is not None):
+            raise ValueError("wait=True or a callback needs notify=True (WRITE_NOTIFY)")
         ioid = self.context._next_id()
         if not notify:
             circuit.send(_proto.write(_proto.WRITE, dtype, count, sid, ioid, payload))
             return None
         user_cb = None
         if callback is not None:
+
             def user_cb(pending: Pending) -> None:
                 try:
                     if pending.error is not None:
@@ -363,6 +432,7 @@ class PV:
                 except CAError as exc:
                     result = exc
                 callback(result)
+
         pending = Pending(user_cb, self, self.name)
         circuit.add_io(ioid, pending)
         try:
@@ -375,7 +445,11 @@ class PV:
         if not pending.wait(deadline.remaining()):
             circuit.cancel_io(ioid)
             if not pending.done():
-                raise CATimeoutError(f"{self.name}: write not confirmed within {self._timeout(timeout)}s", pv=self.name, address=circuit.address)
+                raise CATimeoutError(
+                    f"{self.name}: write not confirmed within {self._timeout(timeout)}s",
+                    pv=self.name,
+                    address=circuit.address,
+                )
         if pending.error is not None:
             raise pending.error
         return _write_result(self.name, pending.result, circuit)
@@ -511,12 +585,16 @@ class PV:
 def _read_result(name: str, result: tuple[int, int, int, bytes], encoding: str, circuit: Circuit) -> ReadResponse:
     dtype, count, status, payload = result
     if status != _proto.ECA_NORMAL:
-        raise RemoteError(f"{name}: read failed: {eca_message(status)}", status=status, pv=name, address=circuit.address)
+        raise RemoteError(
+            f"{name}: read failed: {eca_message(status)}", status=status, pv=name, address=circuit.address
+        )
     return ReadResponse(dtype, count, status, payload, encoding)
 
 
 def _write_result(name: str, result: tuple[int, int, int, bytes], circuit: Circuit) -> WriteResponse:
     dtype, count, status, _ = result
     if status != _proto.ECA_NORMAL:
-        raise RemoteError(f"{name}: write failed: {eca_message(status)}", status=status, pv=name, address=circuit.address)
+        raise RemoteError(
+            f"{name}: write failed: {eca_message(status)}", status=status, pv=name, address=circuit.address
+        )
     return WriteResponse(dtype, count, status)

@@ -63,7 +63,8 @@ class Subscription:
 
     def __repr__(self) -> str:
         state = "active" if self._subid is not None else ("pending" if len(self._registry) else "idle")
-        return f"<Subscription to {self.pv.name!r} data_type={self.data_type!r} mask={self.mask} {state} callbacks={len(self._registry)}>"
+        n = len(self._registry)
+        return f"<Subscription to {self.pv.name!r} data_type={self.data_type!r} mask={self.mask} {state} callbacks={n}>"
 
     @property
     def callbacks(self) -> dict[int, Callable[..., Any]]:
@@ -79,7 +80,13 @@ class Subscription:
         pv = self.pv
         with pv._lock, self._lock:
             token, first = self._registry.add(func, weak)
-            if first and self._subid is None and pv._circuit is not None and pv._sid is not None and pv._connected.is_set():
+            if (
+                first
+                and self._subid is None
+                and pv._circuit is not None
+                and pv._sid is not None
+                and pv._connected.is_set()
+            ):
                 self._activate_locked(pv._circuit, pv._sid, pv.native_data_type, pv.native_data_count)
             recent = self.most_recent_response
         if not first and recent is not None:
@@ -163,7 +170,9 @@ class Subscription:
             self._subid = None
             self._circuit = None
 
-    def _on_update(self, dtype: int, count: int, status: int, payload: bytes) -> tuple[Any, Callable[..., Any], tuple[Any, ...]] | None:
+    def _on_update(
+        self, dtype: int, count: int, status: int, payload: bytes
+    ) -> tuple[Any, Callable[..., Any], tuple[Any, ...]] | None:
         # Circuit thread, hot path: wrap the bytes, hand delivery to a worker.
         resp = ReadResponse(dtype, count, status, payload, self._encoding)
         self.most_recent_response = resp
@@ -176,4 +185,3 @@ class Subscription:
             self._subid = None
             self._circuit = None
         return []
-

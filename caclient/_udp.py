@@ -149,8 +149,8 @@ class UdpSearcher:
                         log.debug("search to %s failed: %s", target, exc)
             deadline = sched.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            readable, _, _ = select.select([sock, self._wakeup], [], [], timeout)
-            if self._wakeup in readable:
+            readable, _, _ = select.select([sock, self._wakeup.rsock], [], [], timeout)
+            if self._wakeup.rsock in readable:
                 self._wakeup.drain()
             if sock in readable:
                 self._receive()
@@ -177,7 +177,7 @@ class UdpSearcher:
         end = len(data)
         unpack = _proto.HEADER.unpack_from
         while offset + 16 <= end:
-            cmd, size, dtype, count, p1, p2 = unpack(data, offset)
+            cmd, size, dtype, _count, p1, p2 = unpack(data, offset)
             body = offset + 16
             offset = body + size
             if offset > end:
@@ -197,7 +197,9 @@ class UdpSearcher:
                 self._warned.add(first[0])
                 log.warning(
                     "PV %s found on multiple servers: using %s:%d, ignoring %s:%d",
-                    first[0], *first[1], *address,
+                    first[0],
+                    *first[1],
+                    *address,
                 )
             return
         self._answers[search_id] = (name, address)
