@@ -1,4 +1,4 @@
-"""Every native type × every DBR family, checked against libca (through pyepics).
+"""Every native type x every DBR family, checked against libca (through pyepics).
 
 The same PV is read through caclient and through pyepics's ``ca.get_with_metadata``
 from the EPICS C IOC; values and metadata must agree.
@@ -34,7 +34,7 @@ FAMILIES = ["native", "status", "time", "graphic", "control"]
 def ectx(epics_ioc: IOCHandle) -> Iterator[Context]:
     with Context(env=epics_ioc.env, timeout=10.0) as c:
         pvs = c.get_pvs(*(epics_ioc.pv(r) for r in RECORDS))
-        for pv, native in zip(pvs, RECORDS.values()):
+        for pv, native in zip(pvs, RECORDS.values(), strict=True):
             pv.wait_for_connection()
             if native in (ChannelType.CHAR, ChannelType.INT, ChannelType.FLOAT):
                 pv.write(np.arange(1, 6), wait=True)
