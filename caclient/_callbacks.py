@@ -128,9 +128,11 @@ class CallbackHandler:
         return token
 
     def remove_callback(self, token: int) -> None:
+        """Remove the callback registered under *token* (unknown tokens are ignored)."""
         self._registry.remove(token)
 
     def clear(self) -> None:
+        """Remove every callback."""
         self._registry.clear()
 
     def __len__(self) -> int:

@@ -36,6 +36,19 @@ def _number(env: Mapping[str, str], key: str, default: float, minimum: float | N
     return value
 
 
+def _port(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError(f"{key}={raw!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"{key}={raw!r} is out of the port range 1..65535")
+    return port
+
+
 def parse_address_list(text: str, default_port: int) -> tuple[Address, ...]:
     """Parse a whitespace-separated ``host[:port]`` list as libca does.
 
@@ -99,12 +112,12 @@ class Config:
         """Read ``EPICS_CA_*`` from *env* (default ``os.environ``)."""
         if env is None:
             env = os.environ
-        server_port = int(_number(env, "EPICS_CA_SERVER_PORT", DEFAULT_SERVER_PORT))
+        server_port = _port(env, "EPICS_CA_SERVER_PORT", DEFAULT_SERVER_PORT)
         return cls(
             addr_list=parse_address_list(env.get("EPICS_CA_ADDR_LIST", ""), server_port),
             auto_addr_list=_flag(env.get("EPICS_CA_AUTO_ADDR_LIST"), True),
             server_port=server_port,
-            repeater_port=int(_number(env, "EPICS_CA_REPEATER_PORT", DEFAULT_REPEATER_PORT)),
+            repeater_port=_port(env, "EPICS_CA_REPEATER_PORT", DEFAULT_REPEATER_PORT),
             conn_tmo=_number(env, "EPICS_CA_CONN_TMO", 30.0, minimum=0.1),
             beacon_period=_number(env, "EPICS_CA_BEACON_PERIOD", 15.0, minimum=0.1),
             max_array_bytes=int(_number(env, "EPICS_CA_MAX_ARRAY_BYTES", 16384, minimum=16384)),

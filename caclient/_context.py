@@ -148,6 +148,7 @@ class Context:
 
     @property
     def circuits(self) -> list[Circuit]:
+        """The open circuits (one per server and priority)."""
         with self._lock:
             return list(self._circuits.values())
 

@@ -6,7 +6,9 @@ I/O threads never run user code.  They hand callbacks here as *jobs* tagged
 with a *key* (a PV, a subscription).  Jobs with the same key run in submission
 order and never concurrently; different keys share the ``max_workers`` threads
 fairly: a worker runs at most ``BURST`` jobs of one key, then puts the key at
-the back of the ready queue.
+the back of the ready queue.  A single worker takes the jobs of up to 64 ready
+keys per lock round (cheap under a flood of monitor updates); with several
+workers each takes one key at a time, so a slow callback delays few others.
 
 Threads
   ``caclient-cb-N`` workers run jobs.  Any thread may call :meth:`submit` /
@@ -14,7 +16,7 @@ Threads
 
 Locks
   ``_lock`` (a leaf lock, guarded through ``_cond``) guards ``_queues``,
-  ``_ready``, ``_backlog``, ``_closed`` and ``_on_drained``.  Jobs run with no
+  ``_ready``, ``_backlog``, ``_closed`` and ``_drain_watch``.  Jobs run with no
   lock held.  A key is at any moment in exactly one of: absent, in ``_ready``,
   or held by one worker — that is what keeps per-key order.
 
@@ -72,7 +74,11 @@ class Dispatcher:
         self._closed = False
         self._jobs_run = 0
         self._errors = 0
-        self._drain_watch: tuple[int, Callable[[], None]] | None = None
+        self._drain_watch: list[tuple[int, Callable[[], None]]] = []
+        # One worker takes many keys' jobs per lock round; with several
+        # workers it takes one key at a time so that a slow callback holds up
+        # as few other keys as possible.
+        self._take = 64 if max_workers == 1 else 1
         self._threads = [
             threading.Thread(target=self._worker, name=f"{name}-{i}", daemon=True) for i in range(max_workers)
         ]
@@ -121,7 +127,10 @@ class Dispatcher:
     def watch_drain(self, low_water: int, fn: Callable[[], None]) -> None:
         """Call *fn* once (on a worker, no lock held) when the backlog falls to *low_water*."""
         with self._cond:
-            self._drain_watch = (low_water, fn)
+            if self._backlog > low_water:
+                self._drain_watch.append((low_water, fn))
+                return
+        fn()  # already drained: nothing will run to notice it later
 
     @property
     def backlog(self) -> int:
@@ -142,14 +151,26 @@ class Dispatcher:
     def _worker(self) -> None:
         cond = self._cond
         while True:
+            taken: list[tuple[object, deque[Job]]] = []
+            batch: list[Job] = []
             with cond:
                 while not self._ready and not self._closed:
                     cond.wait()
                 if not self._ready:
                     return  # closed and nothing left for us
-                key = self._ready.popleft()
-                q = self._queues[key]
-                batch = [q.popleft() for _ in range(min(BURST, len(q)))]
+                # Take up to BURST jobs of each ready key, up to _take jobs in
+                # all.  The keys taken are held by this worker until it
+                # puts them back, which is what keeps per-key order.
+                ready, queues = self._ready, self._queues
+                while ready and len(batch) < self._take:
+                    key = ready.popleft()
+                    q = queues[key]
+                    n = len(q)
+                    if n == 1:
+                        batch.append(q.popleft())
+                    else:
+                        batch.extend([q.popleft() for _ in range(min(BURST, n))])
+                    taken.append((key, q))
             errors = 0
             for fn, args in batch:
                 try:
@@ -157,25 +178,34 @@ class Dispatcher:
                 except Exception:
                     errors += 1
                     log.exception("exception in callback %r", fn)
-            del fn, args
-            drained: Callable[[], None] | None = None
+            drained: list[Callable[[], None]] = []
             with cond:
-                self._backlog -= len(batch)
+                # max(): shutdown(cancel_pending=True) may have zeroed the
+                # backlog and dropped our keys' queues while we ran.
+                self._backlog = max(0, self._backlog - len(batch))
                 self._jobs_run += len(batch)
                 self._errors += errors
-                if q:
-                    self._ready.append(key)
-                    cond.notify()
-                else:
-                    del self._queues[key]
-                watch = self._drain_watch
-                if watch is not None and self._backlog <= watch[0]:
-                    drained = watch[1]
-                    self._drain_watch = None
-            del batch
-            if drained is not None:
+                requeued = 0
+                queues = self._queues
+                for key, q in taken:
+                    if queues.get(key) is not q:
+                        continue  # dropped by shutdown(cancel_pending=True)
+                    if q:
+                        self._ready.append(key)
+                        requeued += 1
+                    else:
+                        del queues[key]
+                if requeued:
+                    cond.notify(requeued)
+                if self._drain_watch:
+                    backlog = self._backlog
+                    drained = [fn for low, fn in self._drain_watch if backlog <= low]
+                    if drained:
+                        self._drain_watch = [w for w in self._drain_watch if backlog > w[0]]
+            del batch, taken
+            for hook in drained:
                 try:
-                    drained()
+                    hook()
                 except Exception:
                     log.exception("exception in drain hook")
 

@@ -104,6 +104,7 @@ class PV:
 
     @property
     def connected(self) -> bool:
+        """True while the channel is connected."""
         return self._connected.is_set()
 
     @property
@@ -260,7 +261,14 @@ class PV:
 
         Raises
         ------
-        CATimeoutError, DisconnectedError, AccessDeniedError, RemoteError
+        CATimeoutError
+            Not connected, or no reply, within *timeout*.
+        DisconnectedError
+            The channel or its circuit went away meanwhile.
+        AccessDeniedError
+            No read access.
+        RemoteError
+            The server refused the read (the ECA code is in ``.status``).
         """
         ensure_not_io_thread("PV.read")
         deadline = Deadline(self._timeout(timeout))
@@ -404,8 +412,19 @@ class PV:
 
         Raises
         ------
-        CATimeoutError, DisconnectedError, AccessDeniedError, RemoteError,
-        TypeError or ValueError (data that does not fit the channel).
+        CATimeoutError
+            Not connected, or not confirmed, within *timeout*.
+        DisconnectedError
+            The channel or its circuit went away meanwhile.
+        AccessDeniedError
+            No write access.
+        RemoteError
+            The server refused the write (the ECA code is in ``.status``).
+        TypeError
+            The data cannot be converted to the channel's type.
+        ValueError
+            The data does not fit the channel (too long, too many elements,
+            not a number for a numeric channel).
         """
         ensure_not_io_thread("PV.write")
         deadline = Deadline(self._timeout(timeout))

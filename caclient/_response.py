@@ -44,10 +44,10 @@ class ReadResponse:
         status, severity, timestamp, units, limits ... as the DBR type carries.
     """
 
-    __slots__ = ("data_type", "data_count", "status", "_payload", "_encoding", "_data", "_metadata")
+    __slots__ = ("_type", "data_count", "status", "_payload", "_encoding", "_data", "_metadata")
 
     def __init__(self, data_type: int, data_count: int, status: int, payload: bytes, encoding: str) -> None:
-        self.data_type = ChannelType(data_type)
+        self._type = data_type
         self.data_count = data_count
         self.status = status
         self._payload = payload
@@ -55,10 +55,14 @@ class ReadResponse:
         self._data: Any = _UNSET
         self._metadata: Any = _UNSET
 
+    @property
+    def data_type(self) -> ChannelType:
+        return ChannelType(self._type)
+
     def _layout(self) -> _dbr.Layout:
-        if self.data_type == ChannelType.CTRL_STRING:
+        if self._type == ChannelType.CTRL_STRING:
             return _ctrl_string_layout(self.data_count, len(self._payload))
-        return _dbr.LAYOUTS[self.data_type]
+        return _dbr.LAYOUTS[self._type]
 
     @property
     def data(self) -> npt.NDArray[Any] | list[str]:
@@ -80,7 +84,7 @@ class ReadResponse:
         return bytes(self._payload)
 
     def __repr__(self) -> str:
-        data = self.data
+        data: Any = self.data
         shown = repr(data if len(data) <= 10 else data[:10])
         more = "..." if len(data) > 10 else ""
         return f"<ReadResponse {self.data_type.name} count={self.data_count} status={self.status} data={shown}{more}>"

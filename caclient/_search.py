@@ -54,6 +54,7 @@ class SearchScheduler:
     _by_id: dict[int, _Entry] = field(default_factory=dict)
     _heap: list[tuple[float, int, int]] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _resume: float = float("-inf")  # after a full burst, nothing goes out before this
 
     def __len__(self) -> int:
         return len(self._by_name)
@@ -62,14 +63,23 @@ class SearchScheduler:
         return name in self._by_name
 
     def request(self, names: list[str], now: float) -> None:
-        """Start searching for *names* (already-searched names are restarted)."""
+        """Start searching for *names* (already-searched names are restarted).
+
+        Raises ValueError for names that are empty, too long, hold a NUL or
+        cannot be encoded, after requesting the valid ones.
+        """
         fresh = False
+        invalid: list[str] = []
         for name in names:
             entry = self._by_name.get(name)
             if entry is None:
-                encoded = name.encode(self.encoding)
-                if not encoded or len(encoded) > self.max_payload - 64:
-                    raise ValueError(f"invalid PV name {name!r}")
+                try:
+                    encoded = name.encode(self.encoding)
+                except UnicodeEncodeError:
+                    encoded = b""
+                if not encoded or b"\0" in encoded or len(encoded) > self.max_payload - 64:
+                    invalid.append(name)
+                    continue
                 entry = _Entry(name, encoded, next(self._ids), self.min_interval, now)
                 self._by_name[name] = entry
                 self._by_id[entry.search_id] = entry
@@ -79,6 +89,8 @@ class SearchScheduler:
                 self._restart(entry, now, immediately=True)
         if fresh:
             self.reset(now, skip_new=True)
+        if invalid:
+            raise ValueError("invalid PV name" + (f" {invalid[0]!r}" if len(invalid) == 1 else f"s {invalid!r}"))
 
     def reset(self, now: float, skip_new: bool = False) -> None:
         """Bring every unanswered name back to the fastest interval."""
@@ -126,18 +138,20 @@ class SearchScheduler:
             if entry is None or entry.generation != gen:
                 heapq.heappop(heap)
                 continue
-            return due
+            return max(due, self._resume)
         return None
 
     def datagrams(self, now: float) -> list[bytes]:
         """Build the datagrams due at *now* (at most ``burst``), advancing backoff."""
         out: list[bytes] = []
+        if now < self._resume:
+            return out
         head = _proto.version(0)
         current = [head]
         size = len(head)
         heap = self._heap
         while heap and heap[0][0] <= now:
-            due, gen, sid = heap[0]
+            _due, gen, sid = heap[0]
             entry = self._by_id.get(sid)
             if entry is None or entry.generation != gen:
                 heapq.heappop(heap)
@@ -147,8 +161,9 @@ class SearchScheduler:
                 out.append(b"".join(current))
                 current, size = [head], len(head)
                 if len(out) >= self.burst:
-                    # Defer the rest a little: pacing, not dropping.
-                    self._defer(now + self.pace)
+                    # Pause a little: pacing, not dropping.  What is left keeps
+                    # its place in the queue, ahead of names that fall due later.
+                    self._resume = now + self.pace
                     return out
             heapq.heappop(heap)
             current.append(msg)
@@ -160,16 +175,3 @@ class SearchScheduler:
         if len(current) > 1:
             out.append(b"".join(current))
         return out
-
-    def _defer(self, until: float) -> None:
-        heap = self._heap
-        moved = []
-        while heap and heap[0][0] < until:
-            due, gen, sid = heapq.heappop(heap)
-            entry = self._by_id.get(sid)
-            if entry is None or entry.generation != gen:
-                continue
-            entry.due = until
-            moved.append(entry)
-        for entry in moved:
-            self._push(entry)

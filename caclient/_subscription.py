@@ -52,8 +52,8 @@ class Subscription:
         self.data_type = data_type
         self.data_count = data_count
         self.mask = mask
+        #: The last update received (replayed to callbacks added later).
         self.most_recent_response: ReadResponse | None = None
-        self.dropped = 0
         self._lock = threading.Lock()
         self._registry = Registry()
         self._subid: int | None = None
@@ -89,6 +89,8 @@ class Subscription:
             ):
                 self._activate_locked(pv._circuit, pv._sid, pv.native_data_type, pv.native_data_count)
             recent = self.most_recent_response
+        if first:
+            pv._wake_if_idle()  # a PV left idle by go_idle() reconnects for its subscribers
         if not first and recent is not None:
             self._dispatcher.submit(pv, self._replay, token, recent)
         return token
@@ -117,6 +119,7 @@ class Subscription:
 
     @property
     def wanted(self) -> bool:
+        """True while the subscription has callbacks (and so should be active)."""
         return len(self._registry) > 0
 
     # -- engine side ---------------------------------------------------------------

@@ -396,3 +396,43 @@ def test_close_is_idempotent_and_final(ioc: IOCHandle) -> None:
     with pytest.raises(ContextClosedError):
         ctx.get_pvs("x")
     assert "closed" in repr(ctx)
+
+
+def test_subscribe_wakes_an_idle_pv(ctx: Context, ioc: IOCHandle) -> None:
+    pv = pv1(ctx, ioc, "ai")
+    pv.go_idle()
+    got: queue.Queue[float] = queue.Queue()
+    pv.subscribe().add_callback(lambda s, r: got.put(r.data[0]))
+    assert got.get(timeout=5) == pytest.approx(3.5)
+    assert pv.connected
+    pv.unsubscribe_all()
+
+
+def test_flow_control_pauses_and_resumes_without_losing_the_latest(epics_ioc: IOCHandle) -> None:
+    with Context(env=epics_ioc.env, timeout=10) as ctx:
+        ctx._backlog_high = 40
+        (pv,) = ctx.get_pvs(epics_ioc.pv("long"))  # no drive limits
+        pv.wait_for_connection()
+        pv.write(0)
+        seen: list[float] = []
+        paused = threading.Event()
+        last = threading.Event()
+        circuit = pv.circuit_manager
+
+        def slow(sub: Any, resp: Any) -> None:
+            seen.append(float(resp.data[0]))
+            if circuit._events_off:
+                paused.set()
+            if seen[-1] == 1999.0:
+                last.set()
+            time.sleep(0.0005)  # a consumer slower than the updates (work, not synchronisation)
+
+        sub = pv.subscribe()
+        sub.add_callback(slow)
+        for v in range(2000):
+            pv.write(v, wait=False)
+        assert last.wait(30), f"latest value never delivered (last seen {seen[-1:]})"
+        assert paused.is_set(), "EVENTS_OFF was never sent"
+        assert not circuit._events_off  # EVENTS_ON once drained
+        assert len(seen) < 2000  # the server coalesced while paused
+        sub.clear()

@@ -62,6 +62,7 @@ def test_long_string_field_dollar(ectx: Context, epics_ioc: IOCHandle) -> None:
     long_text = "x" * 200
     pv.write(long_text, wait=True)
     assert bytes(pv.read().data).split(b"\0")[0].decode() == long_text
+    pv.write(text, wait=True)  # the IOC is shared by the session
     desc = connected(ectx, epics_ioc.pv("ai.DESC$"))
     assert bytes(desc.read().data).split(b"\0")[0] == b"Analog input for caclient tests"
 

@@ -1,0 +1,560 @@
+"""Child side of ``python -m tools.bench``: one scenario, one client, one process.
+
+Usage (normally only started by :mod:`tools.bench`)::
+
+    python -m tools._bench_workers SCENARIO CLIENT (PARAMS_JSON | @PARAMS_FILE)
+
+``CLIENT`` is ``caclient``, ``caproto`` or ``pyepics``.  The parameters (a
+JSON object, inline or in a file) hold the PV names and counts.  The environment must already be the loopback-only
+one of the IOC under test (the parent passes ``ioc.env``); this is checked.
+
+The child prints exactly one line starting with :data:`RESULT_MARK` followed
+by a JSON object ``{"metrics": {...}, "info": {...}}`` as soon as the
+measurement is over, then closes its client and prints one more line,
+:data:`CLOSE_MARK` + JSON (``{"close_s": ...}``), and leaves with
+:func:`os._exit` so that no interpreter teardown can hang it.  A failure
+prints :data:`RESULT_MARK` + ``{"error": "..."}`` and exits with status 3.
+
+Each client is used the way its documentation suggests for the job:
+
+* caclient - ``Context``, ``read_many``, ``PV.read/write/subscribe``;
+* caproto  - ``caproto.threading.client.Context``, ``Batch`` for the cold
+  reads, ``PV.read/write/subscribe``;
+* pyepics  - ``epics.caget_many`` for the cold reads, ``epics.ca.get`` on a
+  channel id for single reads (a real network get, no monitor), ``epics.PV``
+  objects with ``auto_monitor=False`` for puts and with a callback for
+  monitors.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import resource
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+RESULT_MARK = "BENCH-RESULT "
+CLOSE_MARK = "BENCH-CLOSE "
+CLIENTS = ("caclient", "caproto", "pyepics")
+
+
+# ----------------------------------------------------------------------------- helpers
+class BenchFailure(Exception):
+    """A scenario could not be completed (reported as FAIL by the parent)."""
+
+
+def _emit(mark: str, payload: dict[str, Any]) -> None:
+    sys.stdout.write(mark + json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+def _rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+class RssSampler:
+    """Samples this process's RSS every `period` seconds in a daemon thread."""
+
+    def __init__(self, period: float = 0.1) -> None:
+        self.period = period
+        self.peak = _rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        proc = psutil.Process()
+        while not self._stop.wait(self.period):
+            try:
+                self.peak = max(self.peak, int(proc.memory_info().rss))
+            except Exception:
+                return
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(1.0)
+        self.peak = max(self.peak, _rss())
+        return self.peak
+
+
+def _check_loopback_env() -> None:
+    """Refuse to run unless the environment keeps CA on 127.0.0.1."""
+    env = os.environ
+    if env.get("EPICS_CA_AUTO_ADDR_LIST", "").upper() != "NO" or env.get("EPICS_CA_ADDR_LIST", "").split() != [
+        "127.0.0.1"
+    ]:
+        raise BenchFailure("environment is not loopback-only (run through tools.bench)")
+    if env.get("EPICS_CA_SERVER_PORT") in (None, "", "5064"):
+        raise BenchFailure("EPICS_CA_SERVER_PORT must be a private port")
+    if env.get("EPICS_CA_NAME_SERVERS"):
+        raise BenchFailure("EPICS_CA_NAME_SERVERS must not be set")
+
+
+class Counter:
+    """Update counter; callbacks of one client run on one thread at a time."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+def _wait_until(pred: Callable[[], bool], timeout: float, what: str, poll: float = 0.02) -> float:
+    """Poll `pred` until true; return seconds waited, raise BenchFailure on timeout."""
+    t0 = time.perf_counter()
+    deadline = t0 + timeout
+    while not pred():
+        if time.perf_counter() > deadline:
+            raise BenchFailure(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(poll)
+    return time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- clients
+class Client:
+    """Per-client connection, read, write and subscribe, used as documented."""
+
+    name = ""
+
+    def connect(self, names: list[str], timeout: float) -> list[Any]:
+        raise NotImplementedError
+
+    def read(self, handle: Any, timeout: float) -> Any:
+        raise NotImplementedError
+
+    def write_wait(self, handle: Any, value: Any, timeout: float) -> None:
+        raise NotImplementedError
+
+    def subscribe(self, names: list[str], counter: Counter, timeout: float) -> list[Any]:
+        """Subscribe to every name with a trivial callback that touches the value."""
+        raise NotImplementedError
+
+    def cold_read(self, names: list[str], timeout: float) -> tuple[int, list[str]]:
+        """Connect and read every name; return (number read, a few error texts)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class CaclientClient(Client):
+    name = "caclient"
+
+    def __init__(self, timeout: float) -> None:
+        from caclient import Context
+
+        self.ctx = Context(timeout=timeout)
+
+    def connect(self, names: list[str], timeout: float) -> list[Any]:
+        pvs = self.ctx.get_pvs(*names)
+        deadline = time.monotonic() + timeout
+        for pv in pvs:
+            pv.wait_for_connection(timeout=max(0.01, deadline - time.monotonic()))
+        return pvs
+
+    def read(self, handle: Any, timeout: float) -> Any:
+        return handle.read(timeout=timeout).data
+
+    def write_wait(self, handle: Any, value: Any, timeout: float) -> None:
+        handle.write(value, wait=True, timeout=timeout)
+
+    def subscribe(self, names: list[str], counter: Counter, timeout: float) -> list[Any]:
+        def callback(sub: Any, response: Any) -> None:
+            response.data[0]
+            counter.n += 1
+
+        pvs = self.connect(names, timeout)
+        subs = []
+        for pv in pvs:
+            sub = pv.subscribe()
+            sub.add_callback(callback)
+            subs.append(sub)
+        return subs
+
+    def cold_read(self, names: list[str], timeout: float) -> tuple[int, list[str]]:
+        results = self.ctx.read_many(names, timeout=timeout)
+        errors = [repr(r) for r in results if isinstance(r, BaseException)]
+        for r in results:
+            if not isinstance(r, BaseException):
+                r.data[0]
+        return len(results) - len(errors), errors[:3]
+
+    def close(self) -> None:
+        self.ctx.close()
+
+
+class CaprotoClient(Client):
+    name = "caproto"
+
+    def __init__(self, timeout: float) -> None:
+        from caproto.threading.client import Context
+
+        self.ctx = Context(timeout=timeout)
+        self._keep: list[Any] = []
+
+    def connect(self, names: list[str], timeout: float) -> list[Any]:
+        pvs: list[Any] = self.ctx.get_pvs(*names, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        for pv in pvs:
+            pv.wait_for_connection(timeout=max(0.01, deadline - time.monotonic()))
+        return pvs
+
+    def read(self, handle: Any, timeout: float) -> Any:
+        return handle.read(timeout=timeout).data
+
+    def write_wait(self, handle: Any, value: Any, timeout: float) -> None:
+        handle.write(value, wait=True, timeout=timeout)
+
+    def subscribe(self, names: list[str], counter: Counter, timeout: float) -> list[Any]:
+        def callback(sub: Any, response: Any) -> None:
+            response.data[0]
+            counter.n += 1
+
+        self._keep.append(callback)  # caproto holds callbacks weakly
+        pvs = self.connect(names, timeout)
+        subs = []
+        for pv in pvs:
+            sub = pv.subscribe()
+            sub.add_callback(callback)
+            subs.append(sub)
+        return subs
+
+    def cold_read(self, names: list[str], timeout: float) -> tuple[int, list[str]]:
+        from caproto.threading.client import Batch
+
+        pvs = self.ctx.get_pvs(*names, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        errors: list[str] = []
+        connected = []
+        for pv in pvs:
+            try:
+                pv.wait_for_connection(timeout=max(0.01, deadline - time.monotonic()))
+                connected.append(pv)
+            except Exception as exc:
+                errors.append(f"{pv.name}: {exc!r}")
+        done = Counter()
+        lock = threading.Lock()
+        finished = threading.Event()
+        total = len(connected)
+
+        def on_reply(response: Any) -> None:
+            response.data[0]
+            with lock:
+                done.n += 1
+                if done.n >= total:
+                    finished.set()
+
+        if total:
+            with Batch(timeout=max(0.01, deadline - time.monotonic())) as batch:
+                for pv in connected:
+                    batch.read(pv, on_reply)
+            if not finished.wait(max(0.01, deadline - time.monotonic())):
+                errors.append(f"only {done.n} of {total} batch reads answered in time")
+        else:
+            finished.set()
+        return done.n, errors[:3]
+
+    def close(self) -> None:
+        self.ctx.disconnect(wait=True)
+
+
+class PyepicsClient(Client):
+    name = "pyepics"
+
+    def __init__(self, timeout: float) -> None:
+        import epics
+
+        self.epics = epics
+        self.ca = epics.ca
+        self.ca.initialize_libca()
+        self._keep: list[Any] = []
+
+    def connect(self, names: list[str], timeout: float) -> list[Any]:
+        """Channel ids (for ``ca.get``)."""
+        chids = [self.ca.create_channel(n, connect=False, auto_cb=False) for n in names]
+        deadline = time.monotonic() + timeout
+        for chid, name in zip(chids, names, strict=True):
+            if not self.ca.connect_channel(chid, timeout=max(0.01, deadline - time.monotonic())):
+                raise BenchFailure(f"pyepics: {name} did not connect")
+        return chids
+
+    def read(self, handle: Any, timeout: float) -> Any:
+        value = self.ca.get(handle, timeout=timeout)
+        if value is None:
+            raise BenchFailure("pyepics: ca.get timed out")
+        return value
+
+    def connect_pv(self, name: str, timeout: float) -> Any:
+        pv = self.epics.PV(name, auto_monitor=False)
+        if not pv.wait_for_connection(timeout=timeout):
+            raise BenchFailure(f"pyepics: {name} did not connect")
+        return pv
+
+    def write_wait(self, handle: Any, value: Any, timeout: float) -> None:
+        status = handle.put(value, wait=True, timeout=timeout)
+        if status is not None and status < 0:
+            raise BenchFailure(f"pyepics: put with wait did not complete ({status})")
+
+    def subscribe(self, names: list[str], counter: Counter, timeout: float) -> list[Any]:
+        def callback(pvname: str | None = None, value: Any = None, **kws: Any) -> None:
+            value[0] if hasattr(value, "__getitem__") else value
+            counter.n += 1
+
+        self._keep.append(callback)
+        pvs = [self.epics.PV(n, callback=callback, auto_monitor=True) for n in names]
+        deadline = time.monotonic() + timeout
+        for pv in pvs:
+            if not pv.wait_for_connection(timeout=max(0.01, deadline - time.monotonic())):
+                raise BenchFailure(f"pyepics: {pv.pvname} did not connect")
+        return pvs
+
+    def cold_read(self, names: list[str], timeout: float) -> tuple[int, list[str]]:
+        values = self.epics.caget_many(names, timeout=timeout, connection_timeout=timeout)
+        missing = [n for n, v in zip(names, values, strict=True) if v is None]
+        return len(names) - len(missing), [f"{n}: None" for n in missing[:3]]
+
+    def close(self) -> None:
+        self.ca.finalize_libca(maxtime=5.0)
+
+
+def make_client(name: str, timeout: float) -> Client:
+    if name == "caclient":
+        return CaclientClient(timeout)
+    if name == "caproto":
+        return CaprotoClient(timeout)
+    if name == "pyepics":
+        return PyepicsClient(timeout)
+    raise BenchFailure(f"unknown client {name!r}")
+
+
+def _connect_one(client: Client, name: str, timeout: float, for_write: bool = False) -> Any:
+    if for_write and isinstance(client, PyepicsClient):
+        return client.connect_pv(name, timeout)
+    return client.connect([name], timeout)[0]
+
+
+# ----------------------------------------------------------------------------- scenarios
+Result = tuple[dict[str, Any], dict[str, Any]]  # (metrics, info)
+
+
+def sc_cold_connect(client: Client, p: dict[str, Any]) -> Result:
+    names: list[str] = p["names"]
+    t0 = time.perf_counter()
+    n_ok, errors = client.cold_read(names, p["timeout"])
+    elapsed = time.perf_counter() - t0
+    if n_ok < len(names):
+        raise BenchFailure(f"read {n_ok} of {len(names)} PVs in {elapsed:.1f}s; e.g. {'; '.join(errors)}")
+    return {"rate": n_ok / elapsed, "elapsed_s": elapsed}, {"n": n_ok}
+
+
+def _timed_loop(fn: Callable[[int], Any], n: int, warmup: int) -> float:
+    for i in range(warmup):
+        fn(i)
+    t0 = time.perf_counter()
+    for i in range(n):
+        fn(i)
+    return time.perf_counter() - t0
+
+
+def sc_seq_read(client: Client, p: dict[str, Any]) -> Result:
+    handle = _connect_one(client, p["name"], p["timeout"])
+    timeout = p["timeout"]
+    elapsed = _timed_loop(lambda i: client.read(handle, timeout), p["n"], p["warmup"])
+    return {"rate": p["n"] / elapsed, "latency_us": elapsed / p["n"] * 1e6}, {"n": p["n"]}
+
+
+def sc_put_wait(client: Client, p: dict[str, Any]) -> Result:
+    handle = _connect_one(client, p["name"], p["timeout"], for_write=True)
+    timeout = p["timeout"]
+    elapsed = _timed_loop(lambda i: client.write_wait(handle, float(i % 50), timeout), p["n"], p["warmup"])
+    return {"rate": p["n"] / elapsed, "latency_us": elapsed / p["n"] * 1e6}, {"n": p["n"]}
+
+
+def sc_waveform(client: Client, p: dict[str, Any]) -> Result:
+    import numpy as np
+
+    handle = _connect_one(client, p["name"], p["timeout"])
+    nelm: int = p["nelm"]
+    timeout = p["timeout"]
+    first = np.asarray(client.read(handle, timeout))  # warm-up, and check the content
+    expected_last = p["expected_last"]
+    if first.size != nelm or float(first[-1]) != expected_last or float(first[0]) != p["expected_first"]:
+        raise BenchFailure(
+            f"waveform content wrong: size {first.size} (want {nelm}), "
+            f"first {first[:1]}, last {first[-1:]} (want {expected_last})"
+        )
+    del first
+    n = p["n"]
+    sizes = []
+    t0 = time.perf_counter()
+    for _ in range(n):
+        data = client.read(handle, timeout)
+        sizes.append(len(data))
+        data[-1]
+        del data
+    elapsed = time.perf_counter() - t0
+    if any(s != nelm for s in sizes):
+        raise BenchFailure(f"short waveform read: sizes {sorted(set(sizes))}")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"mbps": n * nelm * 8 / elapsed / 1e6, "rate": n / elapsed, "peak_rss_mb": peak_mb}, {"n": n}
+
+
+def sc_monitor_cpu(client: Client, p: dict[str, Any]) -> Result:
+    names: list[str] = p["names"]
+    counter = Counter()
+    handles = client.subscribe(names, counter, p["timeout"])
+    # Every PV sends its current value first; then let the stream settle.
+    _wait_until(lambda: counter.n >= len(names), p["timeout"], "the first update of every PV")
+    time.sleep(p["settle"])
+    c0, n0, t0 = time.process_time(), counter.n, time.perf_counter()
+    time.sleep(p["duration"])
+    c1, n1, t1 = time.process_time(), counter.n, time.perf_counter()
+    updates = n1 - n0
+    if updates <= 0:
+        raise BenchFailure("no updates received in the measurement window")
+    cpu = c1 - c0
+    del handles
+    return (
+        {"us_per_update": cpu / updates * 1e6, "updates_per_s": updates / (t1 - t0), "cpu_pct": cpu / (t1 - t0) * 100},
+        {"updates": updates, "offered_per_s": len(names) * p["hz"]},
+    )
+
+
+def sc_monitor_rate(client: Client, p: dict[str, Any]) -> Result:
+    names: list[str] = p["names"]
+    counter = Counter()
+    sampler = RssSampler()
+    handles = client.subscribe(names, counter, p["timeout"])
+    _wait_until(lambda: counter.n >= len(names), p["timeout"], "the first update of every PV")
+    time.sleep(p["settle"])
+    half = p["duration"] / 2
+    rss_start = _rss()
+    c0, n0, t0 = time.process_time(), counter.n, time.perf_counter()
+    time.sleep(half)
+    rss_mid = _rss()
+    time.sleep(half)
+    c1, n1, t1 = time.process_time(), counter.n, time.perf_counter()
+    rss_end = _rss()
+    peak = sampler.stop()
+    updates = n1 - n0
+    growth = rss_end - rss_mid
+    bounded = growth <= max(0.10 * rss_mid, 32 * 2**20)
+    del handles
+    return (
+        {
+            "updates_per_s": updates / (t1 - t0),
+            "peak_rss_mb": peak / 2**20,
+            "rss_start_mb": rss_start / 2**20,
+            "rss_mid_mb": rss_mid / 2**20,
+            "rss_end_mb": rss_end / 2**20,
+            "rss_bounded": bool(bounded),
+            "cpu_pct": (c1 - c0) / (t1 - t0) * 100,
+        },
+        {"updates": updates, "offered_per_s": len(names) * p["hz"]},
+    )
+
+
+def sc_mem_per_pv(client: Client, p: dict[str, Any]) -> Result:
+    names: list[str] = p["names"]
+    warm: list[str] = p["warmup_names"]
+    # Warm up: libraries loaded, threads and the circuit started.
+    counter = Counter()
+    keep = [client.subscribe(warm, counter, p["timeout"])]
+    _wait_until(lambda: counter.n >= len(warm), p["timeout"], "warm-up updates")
+    time.sleep(0.5)
+    gc.collect()
+    before = _rss()
+    counter2 = Counter()
+    keep.append(client.subscribe(names, counter2, p["timeout"]))
+    _wait_until(lambda: counter2.n >= len(names), p["timeout"], "the first update of every PV")
+    time.sleep(p["settle"])
+    gc.collect()
+    after = _rss()
+    del keep
+    return (
+        {"bytes_per_pv": (after - before) / len(names), "rss_after_mb": after / 2**20},
+        {"rss_before_mb": before / 2**20, "n": len(names)},
+    )
+
+
+SCENARIOS: dict[str, Callable[[Client, dict[str, Any]], Result]] = {
+    "cold_connect": sc_cold_connect,
+    "seq_read": sc_seq_read,
+    "put_wait": sc_put_wait,
+    "waveform": sc_waveform,
+    "monitor_cpu": sc_monitor_cpu,
+    "monitor_rate": sc_monitor_rate,
+    "mem_per_pv": sc_mem_per_pv,
+}
+
+
+# ----------------------------------------------------------------------------- waveform setup
+def setup_waveforms(p: dict[str, Any]) -> None:
+    """Fill the big waveforms (with pyepics, the reference client) so NORD is full."""
+    import numpy as np
+
+    client = PyepicsClient(p["timeout"])
+    for name, nelm in p["waveforms"]:
+        pv = client.connect_pv(name, p["timeout"])
+        data = np.arange(nelm, dtype=np.float64) * 0.5 + 1.0
+        client.write_wait(pv, data, p["timeout"])
+        back = client.read(client.connect([name], p["timeout"])[0], p["timeout"])
+        if len(back) != nelm or float(back[-1]) != float(data[-1]):
+            raise BenchFailure(f"setup: {name} read back {len(back)} elements, last {back[-1:]}")
+    _emit(RESULT_MARK, {"metrics": {}, "info": {"setup": "ok"}})
+    client.close()
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv: list[str]) -> None:
+    scenario, client_name, params_arg = argv
+    if params_arg.startswith("@"):
+        with open(params_arg[1:], encoding="utf-8") as fh:
+            params = json.load(fh)
+    else:
+        params = json.loads(params_arg)
+    limit = params.get("mem_limit")
+    if limit:
+        resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
+    _check_loopback_env()
+    if scenario == "setup_waveforms":
+        setup_waveforms(params)
+        return
+    func = SCENARIOS[scenario]
+    client = make_client(client_name, params["timeout"])
+    metrics, info = func(client, params)
+    info["rss_final_mb"] = _rss() / 2**20
+    info["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _emit(RESULT_MARK, {"metrics": metrics, "info": info})
+    t0 = time.perf_counter()
+    client.close()
+    _emit(CLOSE_MARK, {"close_s": time.perf_counter() - t0})
+
+
+if __name__ == "__main__":
+    code = 0
+    try:
+        main(sys.argv[1:])
+    except MemoryError:
+        _emit(RESULT_MARK, {"error": "out of memory (MemoryError)"})
+        code = 3
+    except BenchFailure as exc:
+        _emit(RESULT_MARK, {"error": str(exc)})
+        code = 3
+    except BaseException as exc:
+        traceback.print_exc()
+        _emit(RESULT_MARK, {"error": f"{type(exc).__name__}: {exc}"[:300]})
+        code = 3
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
