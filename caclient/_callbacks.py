@@ -1,15 +1,16 @@
 """User callback registries (strong references by default).
 
-A registry is copy-on-write: adding or removing swaps in a new tuple under
-``_lock``, and delivery iterates over whichever tuple it read, with no lock.
-So a callback removed while a delivery is running may still get that one
-delivery, but never a later one, and delivery never blocks registration.
+A :class:`Registry` is copy-on-write: adding or removing swaps in a new tuple,
+and delivery iterates over whichever tuple it read, with no lock.  So a
+callback removed while a delivery is running may still get that one delivery,
+but never a later one, and delivery never blocks registration.  Mutations must
+be serialised by the owner's lock (the registry has none of its own, to keep
+a subscribed PV small).
 """
 
 from __future__ import annotations
 
 import inspect
-import itertools
 import threading
 import weakref
 from collections.abc import Callable
@@ -32,51 +33,50 @@ def positional_arity(func: Callable[..., Any]) -> int:
 
 
 class _Entry:
-    __slots__ = ("token", "ref", "strong", "nargs")
+    __slots__ = ("token", "strong", "ref", "nargs")
 
     def __init__(self, token: int, func: Callable[..., Any], weak: bool) -> None:
         self.token = token
         self.nargs = positional_arity(func)
+        self.strong: Callable[..., Any] | None = None
+        self.ref: Callable[[], Callable[..., Any] | None] | None = None
         if weak:
-            self.strong: Callable[..., Any] | None = None
-            self.ref: Callable[[], Callable[..., Any] | None] = (
-                weakref.WeakMethod(func) if inspect.ismethod(func) else weakref.ref(func)
-            )
+            self.ref = weakref.WeakMethod(func) if inspect.ismethod(func) else weakref.ref(func)
         else:
             self.strong = func
-            self.ref = lambda: None
 
     def get(self) -> Callable[..., Any] | None:
-        return self.strong if self.strong is not None else self.ref()
+        if self.strong is not None:
+            return self.strong
+        return self.ref() if self.ref is not None else None
 
 
 class Registry:
     """Tokens → callbacks, copy-on-write (see module docstring)."""
 
+    __slots__ = ("_entries", "_next")
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._entries: tuple[_Entry, ...] = ()
-        self._tokens = itertools.count()
+        self._next = 0
 
     def add(self, func: Callable[..., Any], weak: bool = False) -> tuple[int, bool]:
         """Add *func*; return its token and whether the registry was empty before."""
         if not callable(func):
             raise TypeError(f"callback must be callable, not {type(func).__name__}")
-        with self._lock:
-            entry = _Entry(next(self._tokens), func, weak)
-            was_empty = not self._entries
-            self._entries = self._entries + (entry,)
+        entry = _Entry(self._next, func, weak)
+        self._next += 1
+        was_empty = not self._entries
+        self._entries = (*self._entries, entry)
         return entry.token, was_empty
 
     def remove(self, token: int) -> bool:
         """Remove by token; return True when the registry is now empty."""
-        with self._lock:
-            self._entries = tuple(e for e in self._entries if e.token != token)
-            return not self._entries
+        self._entries = tuple(e for e in self._entries if e.token != token)
+        return not self._entries
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries = ()
+        self._entries = ()
 
     def entries(self) -> tuple[_Entry, ...]:
         return self._entries
@@ -84,27 +84,38 @@ class Registry:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def call(self, *args: Any) -> None:
-        """Call every live callback with *args*; drop dead weak ones.
+    def call(self, *args: Any) -> int:
+        """Call every live callback with *args* (the last ``nargs`` of them).
 
-        Exceptions propagate to the dispatcher's worker, which logs them, but
-        only after every callback had its turn.
+        Returns how many dead weak callbacks were skipped (the owner prunes
+        them).  Exceptions propagate to the dispatcher's worker, which logs
+        them, but only after every callback had its turn.
         """
-        errors: list[BaseException] = []
-        dead = []
+        error: BaseException | None = None
+        nargs = len(args)
+        dead = 0
         for entry in self._entries:
-            func = entry.get()
+            func = entry.strong
             if func is None:
-                dead.append(entry.token)
-                continue
+                func = entry.get()
+                if func is None:
+                    dead += 1
+                    continue
             try:
-                func(*args[len(args) - entry.nargs :] if entry.nargs < len(args) else args)
+                if entry.nargs >= nargs:
+                    func(*args)
+                else:
+                    func(*args[nargs - entry.nargs :])
             except Exception as exc:
-                errors.append(exc)
-        for token in dead:
-            self.remove(token)
-        if errors:
-            raise errors[0]
+                if error is None:
+                    error = exc
+        if error is not None:
+            raise error
+        return dead
+
+    def prune(self) -> None:
+        """Drop weak callbacks whose target is gone."""
+        self._entries = tuple(e for e in self._entries if e.get() is not None)
 
 
 class CallbackHandler:
@@ -113,14 +124,18 @@ class CallbackHandler:
     Callbacks are called as ``func(pv, state)``; see :class:`caclient.PV`.
     """
 
+    __slots__ = ("_pv", "_current", "_registry", "_lock")
+
     def __init__(self, pv: Any, current: Callable[[], Any | None]) -> None:
         self._pv = pv
         self._current = current
         self._registry = Registry()
+        self._lock = threading.Lock()
 
     def add_callback(self, func: Callable[..., Any], run: bool = False, weak: bool = False) -> int:
         """Register *func*; with *run*, also call it now with the current state."""
-        token, _ = self._registry.add(func, weak)
+        with self._lock:
+            token, _ = self._registry.add(func, weak)
         if run:
             state = self._current()
             if state is not None:
@@ -129,17 +144,21 @@ class CallbackHandler:
 
     def remove_callback(self, token: int) -> None:
         """Remove the callback registered under *token* (unknown tokens are ignored)."""
-        self._registry.remove(token)
+        with self._lock:
+            self._registry.remove(token)
 
     def clear(self) -> None:
         """Remove every callback."""
-        self._registry.clear()
+        with self._lock:
+            self._registry.clear()
 
     def __len__(self) -> int:
         return len(self._registry)
 
     def _fire(self, state: Any) -> None:
-        self._registry.call(self._pv, state)
+        if self._registry.call(self._pv, state):
+            with self._lock:
+                self._registry.prune()
 
 
 def _call_one(func: Callable[..., Any], pv: Any, state: Any) -> None:

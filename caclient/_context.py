@@ -108,6 +108,10 @@ class Context:
         self.host_name = host_name if host_name is not None else socket.gethostname()
         self.client_name = client_name if client_name is not None else _user_name()
         self._lock = threading.Lock()
+        # A leaf condition shared by every PV of this Context: threads that wait
+        # for a PV's state to change wait here (one per Context, not one Event
+        # per PV, because a PV must stay small).
+        self._state_changed = threading.Condition(threading.Lock())
         self._closed = False
         self._pvs: dict[tuple[str, int], PV] = {}
         self._by_name: dict[str, list[PV]] = {}
@@ -337,12 +341,29 @@ class Context:
         for circuit in circuits:
             if circuit.thread is not me and circuit.thread.ident is not None:
                 circuit.thread.join(deadline.remaining())
-        for pv in pvs:
-            pv._connected.set()  # release waiters; they see the closed Context
+        self._notify_waiters()  # release waiters; they see the closed Context
         on_worker = self._dispatcher.on_worker_thread()
         self._dispatcher.shutdown(wait=not on_worker, timeout=max(0.2, deadline.remaining() or 0.0))
 
     # -- engine side -------------------------------------------------------------------
+    def _wait_for(self, predicate: Callable[[], bool], deadline: Deadline) -> bool:
+        """Wait until *predicate* holds or the Context closes; False on timeout."""
+        cond = self._state_changed
+        with cond:
+            while not predicate():
+                if self._closed:
+                    return False
+                remaining = deadline.remaining()
+                if remaining == 0.0:
+                    return False
+                cond.wait(remaining)
+            return True
+
+    def _notify_waiters(self) -> None:
+        """A PV changed state: wake whoever waits in :meth:`_wait_for`."""
+        with self._state_changed:
+            self._state_changed.notify_all()
+
     def _next_id(self) -> int:
         return next(self._ids) & 0xFFFFFFFF or next(self._ids)
 

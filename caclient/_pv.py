@@ -6,7 +6,7 @@ States: ``idle`` → ``searching`` → ``connecting`` → ``connected``; a lost
 channel goes back to ``searching`` (or ``disconnected`` when the Context is
 closed).  The UDP thread moves a PV from searching to connecting (via the
 Context); its circuit thread moves it to connected and back.  User threads
-read and write, waiting on ``_connected`` with a deadline.
+read and write, waiting on the Context's shared condition with a deadline.
 
 Locks: ``_lock`` guards ``_state``, ``_circuit``, ``_cid``, ``_sid``,
 ``native_data_type``, ``native_data_count``, ``access_rights`` and
@@ -68,11 +68,28 @@ class PV:
     access_rights : AccessRights
     native_data_type : ChannelType or None
     native_data_count : int or None
-    connection_state_callback : CallbackHandler
-        Callbacks ``f(pv, state)`` with state ``'connected'`` or ``'disconnected'``.
-    access_rights_callback : CallbackHandler
-        Callbacks ``f(pv, access_rights)``.
     """
+
+    # Slots and lazily made parts keep a PV small: thousands are common.
+    __slots__ = (
+        "name",
+        "priority",
+        "context",
+        "_encoded_name",
+        "_lock",
+        "_state",
+        "_circuit",
+        "_cid",
+        "_sid",
+        "native_data_type",
+        "native_data_count",
+        "access_rights",
+        "_subscriptions",
+        "_waiters",
+        "_conn_cbs",
+        "_access_cbs",
+        "__weakref__",
+    )
 
     def __init__(self, name: str, priority: int, context: Context) -> None:
         self.name = name
@@ -87,12 +104,32 @@ class PV:
         self.native_data_type: ChannelType | None = None
         self.native_data_count: int | None = None
         self.access_rights = AccessRights.NO_ACCESS
-        self._connected = threading.Event()
-        self._found = threading.Event()
-        self._subscriptions: dict[tuple[Any, ...], Subscription] = {}
-        self._waiters: list[queue.SimpleQueue[PV]] = []
-        self.connection_state_callback = CallbackHandler(self, self._connection_state)
-        self.access_rights_callback = CallbackHandler(self, self._access_state)
+        self._subscriptions: dict[tuple[Any, ...], Subscription] | None = None
+        self._waiters: list[queue.SimpleQueue[PV]] | None = None
+        self._conn_cbs: CallbackHandler | None = None
+        self._access_cbs: CallbackHandler | None = None
+
+    @property
+    def connection_state_callback(self) -> CallbackHandler:
+        """Callbacks ``f(pv, state)``, state ``'connected'`` or ``'disconnected'``."""
+        handler = self._conn_cbs
+        if handler is None:
+            with self._lock:
+                if self._conn_cbs is None:
+                    self._conn_cbs = CallbackHandler(self, self._connection_state)
+                handler = self._conn_cbs
+        return handler
+
+    @property
+    def access_rights_callback(self) -> CallbackHandler:
+        """Callbacks ``f(pv, access_rights)``."""
+        handler = self._access_cbs
+        if handler is None:
+            with self._lock:
+                if self._access_cbs is None:
+                    self._access_cbs = CallbackHandler(self, self._access_state)
+                handler = self._access_cbs
+        return handler
 
     # -- introspection -----------------------------------------------------------------
     def __repr__(self) -> str:
@@ -105,7 +142,7 @@ class PV:
     @property
     def connected(self) -> bool:
         """True while the channel is connected."""
-        return self._connected.is_set()
+        return self._state == CONNECTED
 
     @property
     def state(self) -> str:
@@ -141,7 +178,7 @@ class PV:
         """Block until the PV's server is known (or it is connected)."""
         deadline = Deadline(self._timeout(timeout))
         self._wake_if_idle()
-        if not self._found.wait(deadline.remaining()):
+        if not self.context._wait_for(lambda: self._state not in (SEARCHING, IDLE), deadline):
             raise CATimeoutError(f"{self.name}: no server answered the search", pv=self.name)
 
     def wait_for_connection(self, *, timeout: float | None = None) -> None:
@@ -169,9 +206,9 @@ class PV:
     def _wait_connected(self, deadline: Deadline) -> tuple[Circuit, int]:
         if self.context._closed:
             raise ContextClosedError(f"{self.name}: the Context is closed", pv=self.name)
-        if not self._connected.is_set():
+        if self._state != CONNECTED:
             self._wake_if_idle()
-            if not self._connected.wait(deadline.remaining()):
+            if not self.context._wait_for(lambda: self._state == CONNECTED, deadline):
                 if self.context._closed:
                     raise ContextClosedError(f"{self.name}: the Context is closed", pv=self.name)
                 state = self._state
@@ -492,6 +529,8 @@ class PV:
             self._resolve_type(data_type, 0)  # validate now, not at connection time
         key = (data_type, data_count, mask)
         with self._lock:
+            if self._subscriptions is None:
+                self._subscriptions = {}
             sub = self._subscriptions.get(key)
             if sub is None:
                 sub = self._subscriptions[key] = Subscription(self, data_type, data_count, mask)
@@ -500,22 +539,20 @@ class PV:
     def unsubscribe_all(self) -> None:
         """Clear every subscription's callbacks."""
         with self._lock:
-            subs = list(self._subscriptions.values())
+            subs = list(self._subscriptions.values()) if self._subscriptions else []
         for sub in subs:
             sub.clear()
 
     def go_idle(self) -> None:
         """Release the channel until next use (declined while subscriptions have callbacks)."""
         with self._lock:
-            if any(sub.wanted for sub in self._subscriptions.values()):
+            if self._subscriptions and any(sub.wanted for sub in self._subscriptions.values()):
                 return
             state, circuit, cid, sid = self._state, self._circuit, self._cid, self._sid
             if state == IDLE:
                 return
             self._state = IDLE
             self._circuit = self._cid = self._sid = None
-            self._connected.clear()
-            self._found.clear()
             self.access_rights = AccessRights.NO_ACCESS
         if state == SEARCHING:
             self.context._udp.cancel(self.name)
@@ -525,14 +562,16 @@ class PV:
     def _notify_when_connected(self, waiter: queue.SimpleQueue[PV]) -> None:
         """Put this PV into *waiter* once it is connected (now, if it is)."""
         with self._lock:
-            if not self._connected.is_set():
+            if self._state != CONNECTED:
+                if self._waiters is None:
+                    self._waiters = []
                 self._waiters.append(waiter)
                 return
         waiter.put(self)
 
     def _forget_waiter(self, waiter: queue.SimpleQueue[PV]) -> None:
         with self._lock:
-            if waiter in self._waiters:
+            if self._waiters and waiter in self._waiters:
                 self._waiters.remove(waiter)
 
     # -- engine side (circuit and UDP threads) -------------------------------------------
@@ -542,8 +581,8 @@ class PV:
                 return False
             self._state = CONNECTING
             self._circuit = circuit
-            self._found.set()
-            return True
+        self.context._notify_waiters()
+        return True
 
     def _on_connected(self, circuit: Circuit, cid: int, sid: int, dtype: int, count: int) -> list[Job]:
         with self._lock:
@@ -556,19 +595,22 @@ class PV:
             except ValueError:
                 self.native_data_type = None
             self.native_data_count = count
-            self._connected.set()
-            subs = [s for s in self._subscriptions.values() if s.wanted]
-            for sub in subs:
-                sub._activate(circuit, sid, dtype, count)
+            if self._subscriptions:
+                for sub in self._subscriptions.values():
+                    if sub.wanted:
+                        sub._activate(circuit, sid, dtype, count)
             rights = self.access_rights
-            waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.put(self)  # SimpleQueue.put never blocks
+            waiters, self._waiters = self._waiters, None
+            conn_cbs, access_cbs = self._conn_cbs, self._access_cbs
+        self.context._notify_waiters()
+        if waiters:
+            for waiter in waiters:
+                waiter.put(self)  # SimpleQueue.put never blocks
         jobs: list[Job] = []
-        if len(self.connection_state_callback):
-            jobs.append((self, self.connection_state_callback._fire, (CONNECTED,)))
-        if len(self.access_rights_callback):
-            jobs.append((self, self.access_rights_callback._fire, (rights,)))
+        if conn_cbs is not None and len(conn_cbs):
+            jobs.append((self, conn_cbs._fire, (CONNECTED,)))
+        if access_cbs is not None and len(access_cbs):
+            jobs.append((self, access_cbs._fire, (rights,)))
         return jobs
 
     def _on_access_rights(self, rights: int) -> list[Job]:
@@ -576,8 +618,9 @@ class PV:
             old = self.access_rights
             self.access_rights = AccessRights(rights & 3)
             fire = self._state == CONNECTED and old != self.access_rights
-        if fire and len(self.access_rights_callback):
-            return [(self, self.access_rights_callback._fire, (self.access_rights,))]
+            handler = self._access_cbs
+        if fire and handler is not None and len(handler):
+            return [(self, handler._fire, (self.access_rights,))]
         return []
 
     def _on_channel_lost(self, circuit: Circuit, why: str, research: bool) -> list[Job]:
@@ -586,18 +629,18 @@ class PV:
                 return []
             was_connected = self._state == CONNECTED
             self._circuit = self._cid = self._sid = None
-            self._connected.clear()
-            self._found.clear()
             self.access_rights = AccessRights.NO_ACCESS
             closed = self.context._closed
             self._state = DISCONNECTED if closed else SEARCHING
-            for sub in self._subscriptions.values():
-                sub._deactivated()
+            if self._subscriptions:
+                for sub in self._subscriptions.values():
+                    sub._deactivated()
+            handler = self._conn_cbs
         if research and not closed:
             self.context._search([self])
         jobs: list[Job] = []
-        if was_connected and len(self.connection_state_callback):
-            jobs.append((self, self.connection_state_callback._fire, ("disconnected",)))
+        if was_connected and handler is not None and len(handler):
+            jobs.append((self, handler._fire, ("disconnected",)))
         return jobs
 
 

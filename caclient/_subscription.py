@@ -45,14 +45,38 @@ class Subscription:
     Callbacks are called as ``func(sub, response)`` (or ``func(response)``
     for a one-argument callable) on a callback worker thread.  They are held
     strongly unless added with ``weak=True``.
+
+    Attributes
+    ----------
+    pv : PV
+    data_type, data_count, mask
+        What the subscription asks the server for.
+    most_recent_response : ReadResponse or None
+        The last update received; replayed to callbacks added later.
     """
+
+    __slots__ = (
+        "pv",
+        "data_type",
+        "data_count",
+        "mask",
+        "most_recent_response",
+        "_lock",
+        "_registry",
+        "_subid",
+        "_circuit",
+        "_encoding",
+        "_dispatcher",
+        "_sent_type",
+        "_sent_count",
+        "__weakref__",
+    )
 
     def __init__(self, pv: PV, data_type: Any, data_count: int | None, mask: int) -> None:
         self.pv = pv
         self.data_type = data_type
         self.data_count = data_count
         self.mask = mask
-        #: The last update received (replayed to callbacks added later).
         self.most_recent_response: ReadResponse | None = None
         self._lock = threading.Lock()
         self._registry = Registry()
@@ -60,6 +84,8 @@ class Subscription:
         self._circuit: Circuit | None = None
         self._encoding = pv.context.encoding
         self._dispatcher = pv.context._dispatcher
+        self._sent_type = 0
+        self._sent_count = 0
 
     def __repr__(self) -> str:
         state = "active" if self._subid is not None else ("pending" if len(self._registry) else "idle")
@@ -85,7 +111,7 @@ class Subscription:
                 and self._subid is None
                 and pv._circuit is not None
                 and pv._sid is not None
-                and pv._connected.is_set()
+                and pv._state == "connected"
             ):
                 self._activate_locked(pv._circuit, pv._sid, pv.native_data_type, pv.native_data_count)
             recent = self.most_recent_response
@@ -109,6 +135,13 @@ class Subscription:
         """Remove a callback; removing the last one cancels the subscription."""
         with self._lock:
             if self._registry.remove(token):
+                self._cancel_locked()
+
+    def _prune(self) -> None:
+        # Worker thread, after a delivery found a dead weak callback.
+        with self._lock:
+            self._registry.prune()
+            if not len(self._registry):
                 self._cancel_locked()
 
     def clear(self) -> None:
@@ -179,7 +212,12 @@ class Subscription:
         # Circuit thread, hot path: wrap the bytes, hand delivery to a worker.
         resp = ReadResponse(dtype, count, status, payload, self._encoding)
         self.most_recent_response = resp
-        return (self.pv, self._registry.call, (self, resp))
+        return (self.pv, self._deliver, (resp,))
+
+    def _deliver(self, resp: ReadResponse) -> None:
+        # Worker thread: run the callbacks; forget weak ones that died.
+        if self._registry.call(self, resp):
+            self._prune()
 
     def _on_error(self, status: int, message: str) -> list[Any]:
         with self._lock:

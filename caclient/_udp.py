@@ -26,7 +26,7 @@ import select
 import socket
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 
 from . import _proto
@@ -53,7 +53,7 @@ class UdpSearcher:
         self._closed = False
         self._wakeup = Wakeup()
         self._scheduler = SearchScheduler(max_interval=config.max_search_period, encoding=encoding)
-        self._answers: OrderedDict[int, tuple[str, Address]] = OrderedDict()
+        self._answers: dict[int, tuple[str, Address]] = {}
         self._warned: set[str] = set()
         self._targets: list[Address] = []
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -204,5 +204,5 @@ class UdpSearcher:
             return
         self._answers[search_id] = (name, address)
         if len(self._answers) > _REMEMBER_ANSWERS:
-            self._answers.popitem(last=False)
+            del self._answers[next(iter(self._answers))]
         found.append((name, address, minor))
