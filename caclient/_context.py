@@ -331,7 +331,6 @@ class Context:
                 return
             self._closed = True
             circuits = list(self._circuits.values())
-            pvs = list(self._pvs.values())
         atexit.unregister(self._atexit)
         deadline = Deadline(timeout)
         self._udp.close(timeout=deadline.remaining() or 0.0)
