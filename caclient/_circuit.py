@@ -84,6 +84,7 @@ class Circuit:
         self._closing = False
         self._cids = itertools.count(1)
         self._events_off = False
+        self._connected_some = False  # channels connected in the chunk being parsed
         host, port = address
         self.thread = IOThread(target=self._run, name=f"caclient-circuit[{host}:{port},{priority}]", daemon=True)
 
@@ -287,7 +288,7 @@ class Circuit:
                 if big_filled < len(big):
                     continue
                 assert big_header is not None
-                self._dispatch_batch(self._handle(big_header, bytes(big)))
+                self._after_chunk(self._handle(big_header, bytes(big)))
                 big = None
                 big_header = None
                 continue
@@ -313,10 +314,13 @@ class Circuit:
                 remaining = end - start
                 buf[:remaining] = buf[start:end]
                 start, end = 0, remaining
-            if jobs:
-                self._dispatch_batch(jobs)
+            self._after_chunk(jobs)
 
-    def _dispatch_batch(self, jobs: list[tuple[Any, Callable[..., Any], tuple[Any, ...]]]) -> None:
+    def _after_chunk(self, jobs: list[tuple[Any, Callable[..., Any], tuple[Any, ...]]]) -> None:
+        """After a received chunk: wake state waiters if channels connected, queue the jobs."""
+        if self._connected_some:
+            self._connected_some = False
+            self._context._notify_waiters()
         if not jobs:
             return
         backlog = self._dispatcher.submit_many(jobs)
@@ -400,6 +404,7 @@ class Circuit:
             pv = self._channels.get(p1)
             if pv is None:
                 return []
+            self._connected_some = True
             return pv._on_connected(self, p1, p2, dtype, count)
         if cmd == _proto.ACCESS_RIGHTS:
             pv = self._channels.get(p1)

@@ -386,6 +386,8 @@ class Context:
                         to_start.append(circuit)
                     if pv._on_found(circuit):
                         groups.setdefault(circuit, []).append(pv)
+        if groups:
+            self._notify_waiters()
         for circuit in to_start:
             circuit.start()
         for circuit, pvs in groups.items():

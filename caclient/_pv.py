@@ -576,15 +576,16 @@ class PV:
 
     # -- engine side (circuit and UDP threads) -------------------------------------------
     def _on_found(self, circuit: Circuit) -> bool:
+        """Searching → connecting on *circuit*; the caller must then wake waiters."""
         with self._lock:
             if self._state != SEARCHING:
                 return False
             self._state = CONNECTING
             self._circuit = circuit
-        self.context._notify_waiters()
-        return True
+        return True  # the caller wakes waiters once for its whole batch
 
     def _on_connected(self, circuit: Circuit, cid: int, sid: int, dtype: int, count: int) -> list[Job]:
+        """Connecting → connected; the caller (the circuit) must then wake waiters."""
         with self._lock:
             if self._circuit is not circuit or self._cid != cid or self._state != CONNECTING:
                 return []
@@ -602,7 +603,7 @@ class PV:
             rights = self.access_rights
             waiters, self._waiters = self._waiters, None
             conn_cbs, access_cbs = self._conn_cbs, self._access_cbs
-        self.context._notify_waiters()
+        # (the circuit wakes state waiters once per received chunk)
         if waiters:
             for waiter in waiters:
                 waiter.put(self)  # SimpleQueue.put never blocks

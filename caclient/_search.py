@@ -32,7 +32,7 @@ from . import _proto
 @dataclass(slots=True)
 class _Entry:
     name: str
-    encoded: bytes
+    message: bytes  # the SEARCH request, built once
     search_id: int
     interval: float
     due: float
@@ -80,7 +80,8 @@ class SearchScheduler:
                 if not encoded or b"\0" in encoded or len(encoded) > self.max_payload - 64:
                     invalid.append(name)
                     continue
-                entry = _Entry(name, encoded, next(self._ids), self.min_interval, now)
+                search_id = next(self._ids)
+                entry = _Entry(name, _proto.search(encoded, search_id), search_id, self.min_interval, now)
                 self._by_name[name] = entry
                 self._by_id[entry.search_id] = entry
                 self._push(entry)
@@ -156,7 +157,7 @@ class SearchScheduler:
             if entry is None or entry.generation != gen:
                 heapq.heappop(heap)
                 continue
-            msg = _proto.search(entry.encoded, entry.search_id)
+            msg = entry.message
             if size + len(msg) > self.max_payload:
                 out.append(b"".join(current))
                 current, size = [head], len(head)
