@@ -157,8 +157,12 @@ class Circuit:
         with self._lock:
             self._subs.pop(subid, None)
 
-    def send(self, data: bytes) -> None:
-        """Queue *data* for the server without blocking (see module docstring)."""
+    def send(self, *chunks: bytes | memoryview) -> None:
+        """Queue *chunks* (one message, or several in order) without blocking.
+
+        See the module docstring.  Large payloads are passed as their own
+        chunk so they are never copied into a joined buffer.
+        """
         wake = False
         with self._send_lock:
             if self._closing or self._state == CLOSED:
@@ -167,18 +171,22 @@ class Circuit:
                 )
             sock = self._sock
             if self._outbox or sock is None:
-                self._outbox.append(data)
+                self._outbox.extend(chunks)
                 wake = sock is not None
             else:
                 try:
-                    sent = sock.send(data)
+                    sent = sock.send(chunks[0]) if len(chunks) == 1 else sock.sendmsg(chunks)
                 except (BlockingIOError, InterruptedError):
                     sent = 0
                 except OSError:
                     sent = 0  # the circuit thread will see the failure on its next recv
                     wake = True
-                if sent < len(data):
-                    self._outbox.append(memoryview(data)[sent:] if sent else data)
+                for chunk in chunks:
+                    if sent >= len(chunk):
+                        sent -= len(chunk)
+                        continue
+                    self._outbox.append(memoryview(chunk)[sent:] if sent else chunk)
+                    sent = 0
                     wake = True
         if wake:
             self._wakeup.wake()
@@ -280,15 +288,25 @@ class Circuit:
             if sock not in readable:
                 continue
             if big is not None:
-                n = sock.recv_into(memoryview(big)[big_filled:])
-                if n == 0:
-                    raise ConnectionResetError("server closed the connection")
-                big_filled += n
+                # Fill the large message's own buffer with as many recv calls
+                # as the socket has data for, without going back to select.
+                target = memoryview(big)
+                while big_filled < len(big):
+                    try:
+                        n = sock.recv_into(target[big_filled:])
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    if n == 0:
+                        raise ConnectionResetError("server closed the connection")
+                    big_filled += n
+                target.release()
                 self.last_heard = time.monotonic()
                 if big_filled < len(big):
                     continue
                 assert big_header is not None
-                self._after_chunk(self._handle(big_header, bytes(big)))
+                # The bytearray goes to its response as is: no copy, and it
+                # may be byte-swapped in place when decoded.
+                self._after_chunk(self._handle(big_header, big))
                 big = None
                 big_header = None
                 continue
@@ -381,7 +399,7 @@ class Circuit:
             start = stop
         return start, jobs, None
 
-    def _handle(self, hdr: tuple[int, int, int, int, int, int], payload: bytes) -> list[Any]:
+    def _handle(self, hdr: tuple[int, int, int, int, int, int], payload: bytes | bytearray) -> list[Any]:
         """Handle one message other than a monitor update; return dispatcher jobs."""
         cmd, size, dtype, count, p1, p2 = hdr
         if cmd == _proto.READ_NOTIFY or cmd == _proto.WRITE_NOTIFY:
@@ -434,7 +452,7 @@ class Circuit:
             return []
         raise ProtocolError(f"unknown command {cmd} from {self.address[0]}:{self.address[1]}")
 
-    def _on_error(self, cid: int, status: int, payload: bytes) -> list[Any]:
+    def _on_error(self, cid: int, status: int, payload: bytes | bytearray) -> list[Any]:
         """CA_PROTO_ERROR: fail the operation it answers, now."""
         if len(payload) < 16:
             log.warning("malformed error message from %s:%d", *self.address)

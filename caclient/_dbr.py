@@ -234,7 +234,7 @@ def _cstr(raw: bytes, encoding: str) -> str:
     return raw.decode(encoding, "replace")
 
 
-def decode_metadata(layout: Layout, payload: bytes | memoryview, encoding: str) -> Metadata:
+def decode_metadata(layout: Layout, payload: bytes | bytearray | memoryview, encoding: str) -> Metadata:
     """Unpack the metadata block of *payload* laid out as *layout*."""
     md = Metadata(ChannelType(layout.type))
     if layout.meta is None:
@@ -259,12 +259,14 @@ def decode_metadata(layout: Layout, payload: bytes | memoryview, encoding: str) 
 
 
 def decode_value(
-    layout: Layout, count: int, payload: bytes | memoryview, encoding: str
+    layout: Layout, count: int, payload: bytes | bytearray | memoryview, encoding: str, inplace: bool = False
 ) -> npt.NDArray[Any] | list[str]:
     """Decode *count* elements that follow the metadata block of *payload*.
 
     Numeric values come back as a numpy array in native byte order (a fresh,
-    writable array); strings as a list of str.
+    writable array); strings as a list of str.  With *inplace* (for a
+    writable *payload* nobody else uses) the array is a view of *payload*,
+    byte-swapped in place: no copy of a large array.
     """
     offset = layout.meta_size
     field = layout.field
@@ -281,6 +283,10 @@ def decode_value(
     if count == 1:  # the common monitor case: struct is cheaper than frombuffer + astype
         return np.array(_SCALAR[field].unpack_from(payload, offset), dtype=_NATIVE_DTYPES[field])
     arr = np.frombuffer(payload, dtype=_VALUE_DTYPES[field], count=count, offset=offset)
+    if inplace and arr.flags.writeable:
+        if not arr.dtype.isnative:
+            arr.byteswap(inplace=True)
+        return arr.view(_NATIVE_DTYPES[field])
     return arr.astype(_NATIVE_DTYPES[field])
 
 
@@ -313,10 +319,11 @@ def encode_string(value: str | bytes, encoding: str) -> bytes:
     return raw.ljust(MAX_STRING_SIZE, b"\0")
 
 
-def encode_values(field: int, data: Any, encoding: str) -> tuple[bytes, int]:
+def encode_values(field: int, data: Any, encoding: str) -> tuple[bytes | memoryview, int]:
     """Encode *data* as elements of plain field type *field* (0..6).
 
-    Returns the unpadded bytes and the element count.
+    Returns the unpadded bytes (a byte memoryview for arrays of 64 KiB or
+    more, to save a copy) and the element count.
 
     Raises
     ------
@@ -363,6 +370,10 @@ def encode_values(field: int, data: Any, encoding: str) -> tuple[bytes, int]:
     except (TypeError, ValueError, OverflowError) as exc:
         cls = TypeError if isinstance(exc, TypeError) else ValueError
         raise cls(f"cannot write {data!r} to a {ChannelType(field).name} channel: {exc}") from None
+    if out.nbytes >= 65536:
+        # Large arrays: hand out a byte view of the (already converted) array
+        # instead of copying it once more into a bytes object.
+        return np.ascontiguousarray(out).data.cast("B"), int(out.size)
     return out.tobytes(), int(out.size)
 
 

@@ -115,12 +115,23 @@ def read_notify(data_type: int, count: int, sid: int, ioid: int) -> bytes:
     return header(READ_NOTIFY, 0, data_type, count, sid, ioid)
 
 
-def write(command: int, data_type: int, count: int, sid: int, ioid: int, payload: bytes) -> bytes:
+def write_chunks(
+    command: int, data_type: int, count: int, sid: int, ioid: int, payload: bytes | memoryview
+) -> tuple[bytes | memoryview, ...]:
+    """A WRITE or WRITE_NOTIFY request as (header, payload[, padding]): no copy of the payload."""
+    size = len(payload)
+    padded = pad8(size)
+    head = header(command, padded, data_type, count, sid, ioid)
+    if padded == size:
+        return (head, payload)
+    if size < 4096:
+        return (b"".join((head, payload, b"\0" * (padded - size))),)
+    return (head, payload, b"\0" * (padded - size))
+
+
+def write(command: int, data_type: int, count: int, sid: int, ioid: int, payload: bytes | memoryview) -> bytes:
     """A WRITE or WRITE_NOTIFY request; *payload* is padded here."""
-    padded = pad8(len(payload))
-    if padded != len(payload):
-        payload = payload + b"\0" * (padded - len(payload))
-    return header(command, padded, data_type, count, sid, ioid) + payload
+    return b"".join(write_chunks(command, data_type, count, sid, ioid, payload))
 
 
 def event_add(data_type: int, count: int, sid: int, subid: int, mask: int) -> bytes:

@@ -355,7 +355,7 @@ class PV:
         return _read_result(self.name, pending.result, encoding, circuit)
 
     # -- write -------------------------------------------------------------------------
-    def _encode(self, data: Any, data_type: Any, data_count: int | None) -> tuple[int, bytes, int]:
+    def _encode(self, data: Any, data_type: Any, data_count: int | None) -> tuple[int, bytes | memoryview, int]:
         native = self.native_data_type
         if data_type is None:
             dtype = int(native) if native is not None else 0
@@ -377,7 +377,7 @@ class PV:
             payload = payload[: data_count * _dbr.ELEMENT_SIZE[field]]
             count = data_count
         if limit is not None and count > limit:
-            if field == ChannelType.CHAR and count == limit + 1 and payload.endswith(b"\0"):
+            if field == ChannelType.CHAR and count == limit + 1 and payload[-1:] == b"\0":
                 payload, count = payload[:-1], limit  # a full-length string without its NUL still fits
             else:
                 raise ValueError(f"{self.name}: {count} elements given, the channel holds at most {limit}")
@@ -475,7 +475,7 @@ class PV:
             raise ValueError("wait=True or a callback needs notify=True (WRITE_NOTIFY)")
         ioid = self.context._next_id()
         if not notify:
-            circuit.send(_proto.write(_proto.WRITE, dtype, count, sid, ioid, payload))
+            circuit.send(*_proto.write_chunks(_proto.WRITE, dtype, count, sid, ioid, payload))
             return None
         user_cb = None
         if callback is not None:
@@ -492,7 +492,7 @@ class PV:
         pending = Pending(user_cb, self, self.name)
         circuit.add_io(ioid, pending)
         try:
-            circuit.send(_proto.write(_proto.WRITE_NOTIFY, dtype, count, sid, ioid, payload))
+            circuit.send(*_proto.write_chunks(_proto.WRITE_NOTIFY, dtype, count, sid, ioid, payload))
         except DisconnectedError:
             circuit.cancel_io(ioid)
             raise

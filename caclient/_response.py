@@ -8,7 +8,10 @@ giving equal results).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
+
+import numpy as np
 
 import numpy.typing as npt
 
@@ -44,9 +47,11 @@ class ReadResponse:
         status, severity, timestamp, units, limits ... as the DBR type carries.
     """
 
-    __slots__ = ("_type", "data_count", "status", "_payload", "_encoding", "_data", "_metadata")
+    __slots__ = ("_type", "data_count", "status", "_payload", "_encoding", "_data", "_metadata", "_guard")
 
-    def __init__(self, data_type: int, data_count: int, status: int, payload: bytes, encoding: str) -> None:
+    def __init__(
+        self, data_type: int, data_count: int, status: int, payload: bytes | bytearray, encoding: str
+    ) -> None:
         self._type = data_type
         self.data_count = data_count
         self.status = status
@@ -54,6 +59,9 @@ class ReadResponse:
         self._encoding = encoding
         self._data: Any = _UNSET
         self._metadata: Any = _UNSET
+        # A large payload arrives as a bytearray of its own and is decoded in
+        # place (byte-swapped, no copy); the guard makes that happen once.
+        self._guard = threading.Lock() if type(payload) is bytearray else None
 
     @property
     def data_type(self) -> ChannelType:
@@ -68,7 +76,16 @@ class ReadResponse:
     def data(self) -> npt.NDArray[Any] | list[str]:
         data = self._data
         if data is _UNSET:
-            data = self._data = _dbr.decode_value(self._layout(), self.data_count, self._payload, self._encoding)
+            guard = self._guard
+            if guard is None:
+                data = self._data = _dbr.decode_value(self._layout(), self.data_count, self._payload, self._encoding)
+            else:
+                with guard:
+                    if self._data is _UNSET:
+                        self._data = _dbr.decode_value(
+                            self._layout(), self.data_count, self._payload, self._encoding, inplace=True
+                        )
+                data = self._data
         return data  # type: ignore[no-any-return]
 
     @property
@@ -81,6 +98,14 @@ class ReadResponse:
         return md  # type: ignore[no-any-return]
 
     def __bytes__(self) -> bytes:
+        """The payload as the server sent it (network byte order)."""
+        if self._guard is not None:
+            with self._guard:
+                if self._data is not _UNSET and isinstance(self._data, np.ndarray):
+                    offset = self._layout().meta_size
+                    swapped = self._data.astype(self._data.dtype.newbyteorder(">")).tobytes()
+                    end = offset + len(swapped)
+                    return bytes(self._payload[:offset]) + swapped + bytes(self._payload[end:])
         return bytes(self._payload)
 
     def __repr__(self) -> str:
