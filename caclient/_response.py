@@ -12,7 +12,6 @@ import threading
 from typing import Any
 
 import numpy as np
-
 import numpy.typing as npt
 
 from . import _dbr
@@ -50,7 +49,7 @@ class ReadResponse:
     __slots__ = ("_type", "data_count", "status", "_payload", "_encoding", "_data", "_metadata", "_guard")
 
     def __init__(
-        self, data_type: int, data_count: int, status: int, payload: bytes | bytearray, encoding: str
+        self, data_type: int, data_count: int, status: int, payload: bytes | memoryview, encoding: str
     ) -> None:
         self._type = data_type
         self.data_count = data_count
@@ -59,9 +58,10 @@ class ReadResponse:
         self._encoding = encoding
         self._data: Any = _UNSET
         self._metadata: Any = _UNSET
-        # A large payload arrives as a bytearray of its own and is decoded in
-        # place (byte-swapped, no copy); the guard makes that happen once.
-        self._guard = threading.Lock() if type(payload) is bytearray else None
+        # A large payload arrives as a writable memoryview of a buffer of its
+        # own and is decoded in place (byte-swapped, no copy); the guard makes
+        # that happen once.
+        self._guard = threading.Lock() if type(payload) is memoryview else None
 
     @property
     def data_type(self) -> ChannelType:

@@ -207,7 +207,7 @@ class Subscription:
             self._circuit = None
 
     def _on_update(
-        self, dtype: int, count: int, status: int, payload: bytes | bytearray
+        self, dtype: int, count: int, status: int, payload: bytes | memoryview
     ) -> tuple[Any, Callable[..., Any], tuple[Any, ...]] | None:
         # Circuit thread, hot path: wrap the bytes, hand delivery to a worker.
         resp = ReadResponse(dtype, count, status, payload, self._encoding)

@@ -189,3 +189,29 @@ def test_closed_context_is_collectable(ioc: IOCHandle) -> None:
     del ctx, pv, sub
     gc.collect()
     assert ref() is None
+
+
+def test_large_response_decodes_once_in_place(ectx: Context, epics_ioc: IOCHandle) -> None:
+    pv = connected(ectx, epics_ioc.pv("wf1m"))
+    data = np.arange(1_000_000, dtype=float) * 0.25
+    pv.write(data, wait=True, timeout=30)
+    resp = pv.read(timeout=30)
+    wire_before = bytes(resp)
+    results: list[np.ndarray] = []
+    barrier = threading.Barrier(4)
+
+    def grab() -> None:
+        barrier.wait(5)
+        results.append(resp.data)
+
+    threads = [threading.Thread(target=grab) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(results) == 4
+    for got in results:
+        assert got is results[0]
+        np.testing.assert_array_equal(got, data)
+    assert bytes(resp) == wire_before  # still the server's big-endian bytes
+    np.testing.assert_array_equal(np.frombuffer(wire_before, ">f8"), data)
