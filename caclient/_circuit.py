@@ -45,6 +45,7 @@ import numpy as np
 from . import _proto
 from ._config import Address
 from ._errors import DisconnectedError, ProtocolError, RemoteError, eca_message
+from ._response import ReadResponse
 from ._sync import IOThread, Pending, Wakeup
 
 if TYPE_CHECKING:
@@ -370,6 +371,7 @@ class Circuit:
         unpack = _proto.HEADER.unpack_from
         jobs: list[Any] = []
         subs = self._subs  # read without _lock: dict.get is atomic, writers hold _lock
+        encoding = self._encoding
         while end - start >= 16:
             cmd, size, dtype, count, p1, p2 = unpack(buf, start)
             body = start + 16
@@ -386,14 +388,12 @@ class Circuit:
                     # Too large for the shared buffer: it gets a buffer of its own.
                     return start, jobs, ((cmd, size, dtype, count, p1, p2), size, end - body)
                 break
-            if cmd == 1:  # EVENT_ADD: the hot path
+            if cmd == 1:  # EVENT_ADD: the hot path, inlined (see Subscription._on_update)
                 sub = subs.get(p2)
-                if sub is not None and size:
-                    job = sub._on_update(dtype, count, p1, bytes(buf[body:stop]))
-                    if job is not None:
-                        jobs.append(job)
-                elif sub is not None:
-                    pass  # zero-length reply: the server acknowledged EVENT_CANCEL
+                if sub is not None and size:  # size 0: the server acknowledged EVENT_CANCEL
+                    resp = ReadResponse(dtype, count, p1, bytes(buf[body:stop]), encoding)
+                    sub.most_recent_response = resp
+                    jobs.append((sub.pv, sub._deliver_fn, (resp,)))
             else:
                 more = self._handle((cmd, size, dtype, count, p1, p2), bytes(buf[body:stop]))
                 if more:

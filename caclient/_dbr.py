@@ -99,7 +99,6 @@ _VALUE_DTYPES: dict[int, np.dtype[Any]] = {
     6: np.dtype(">f8"),
 }
 _NATIVE_DTYPES: dict[int, np.dtype[Any]] = {k: v.newbyteorder("=") for k, v in _VALUE_DTYPES.items()}
-_SCALAR = {k: struct.Struct(f) for k, f in {1: ">h", 2: ">f", 3: ">H", 4: ">B", 5: ">i", 6: ">d"}.items()}
 ELEMENT_SIZE = {0: MAX_STRING_SIZE, 1: 2, 2: 4, 3: 2, 4: 1, 5: 4, 6: 8}
 
 _LIMITS6 = (
@@ -116,7 +115,7 @@ _LIMITS8 = _LIMITS6 + ("upper_ctrl_limit", "lower_ctrl_limit")
 class Layout:
     """How one DBR type is laid out on the wire (immutable after creation)."""
 
-    __slots__ = ("type", "field", "family", "meta", "meta_size", "fields")
+    __slots__ = ("type", "field", "family", "meta", "meta_size", "fields", "scalar")
 
     def __init__(self, type_: int, field: int, family: str, meta: str, fields: tuple[str, ...]) -> None:
         self.type = type_
@@ -125,6 +124,9 @@ class Layout:
         self.meta = struct.Struct(meta) if meta else None
         self.meta_size = self.meta.size if self.meta else 0
         self.fields = fields
+        # One numeric value right after the metadata, for the common scalar case.
+        code = {1: "h", 2: "f", 3: "H", 4: "B", 5: "i", 6: "d"}.get(3 if type_ in (35, 36) else field)
+        self.scalar = struct.Struct(f">{self.meta_size}x{code}") if code else None
 
 
 def _build_layouts() -> dict[int, Layout]:
@@ -268,6 +270,14 @@ def decode_value(
     writable *payload* nobody else uses) the array is a view of *payload*,
     byte-swapped in place: no copy of a large array.
     """
+    scalar = layout.scalar
+    if count == 1 and scalar is not None:  # the common monitor case: cheaper than frombuffer + astype
+        try:
+            field = 3 if layout.type in (35, 36) else layout.field
+            return np.array(scalar.unpack_from(payload), dtype=_NATIVE_DTYPES[field])
+        except struct.error:
+            name = ChannelType(layout.type).name
+            raise ProtocolError(f"{name} payload of {len(payload)} bytes is too short") from None
     offset = layout.meta_size
     field = layout.field
     if layout.type in (35, 36):
@@ -280,8 +290,6 @@ def decode_value(
     if field == 0:
         raw = bytes(payload[offset : offset + size])
         return [_cstr(raw[i : i + MAX_STRING_SIZE], encoding) for i in range(0, size, MAX_STRING_SIZE)]
-    if count == 1:  # the common monitor case: struct is cheaper than frombuffer + astype
-        return np.array(_SCALAR[field].unpack_from(payload, offset), dtype=_NATIVE_DTYPES[field])
     arr = np.frombuffer(payload, dtype=_VALUE_DTYPES[field], count=count, offset=offset)
     if inplace and arr.flags.writeable:
         if not arr.dtype.isnative:

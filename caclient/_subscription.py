@@ -69,6 +69,7 @@ class Subscription:
         "_dispatcher",
         "_sent_type",
         "_sent_count",
+        "_deliver_fn",
         "__weakref__",
     )
 
@@ -86,6 +87,7 @@ class Subscription:
         self._dispatcher = pv.context._dispatcher
         self._sent_type = 0
         self._sent_count = 0
+        self._deliver_fn = self._deliver  # bound once: the circuit's hot path uses it
 
     def __repr__(self) -> str:
         state = "active" if self._subid is not None else ("pending" if len(self._registry) else "idle")
@@ -209,10 +211,11 @@ class Subscription:
     def _on_update(
         self, dtype: int, count: int, status: int, payload: bytes | memoryview
     ) -> tuple[Any, Callable[..., Any], tuple[Any, ...]] | None:
-        # Circuit thread, hot path: wrap the bytes, hand delivery to a worker.
+        # Circuit thread: wrap the bytes, hand delivery to a worker.  (The
+        # circuit's receive loop inlines this for the common case.)
         resp = ReadResponse(dtype, count, status, payload, self._encoding)
         self.most_recent_response = resp
-        return (self.pv, self._deliver, (resp,))
+        return (self.pv, self._deliver_fn, (resp,))
 
     def _deliver(self, resp: ReadResponse) -> None:
         # Worker thread: run the callbacks; forget weak ones that died.
