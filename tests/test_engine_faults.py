@@ -1,0 +1,100 @@
+"""Fault injection with a scripted server: what real IOCs do not send on demand."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fakeserver import HDR, FakeServer, msg
+
+from caclient import AccessDeniedError, AccessRights, Context, RemoteError
+
+
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    with FakeServer({"FAKE:a": 1.5, "FAKE:b": 2.5}) as s:
+        yield s
+
+
+@pytest.fixture
+def ctx(server: FakeServer) -> Iterator[Context]:
+    with Context(env=server.env, timeout=5) as c:
+        yield c
+
+
+def connected(ctx: Context, name: str) -> Any:
+    (pv,) = ctx.get_pvs(name)
+    pv.wait_for_connection()
+    return pv
+
+
+def test_create_channel_failure_is_retried(server: FakeServer, ctx: Context) -> None:
+    server.create_fail["FAKE:a"] = 1
+    pv = connected(ctx, "FAKE:a")
+    assert pv.read().data[0] == 1.5
+    creates = [h for h in server.received if h[0] == 18]
+    assert len(creates) == 2  # refused once, then searched again and created
+
+
+def test_server_disconn_then_reconnect(server: FakeServer, ctx: Context) -> None:
+    pv = connected(ctx, "FAKE:a")
+    states: queue.Queue[str] = queue.Queue()
+    pv.connection_state_callback.add_callback(lambda p, st: states.put(st))
+    server.drop_channel("FAKE:a")
+    assert states.get(timeout=5) == "disconnected"
+    assert states.get(timeout=5) == "connected"
+    assert pv.read().data[0] == 1.5
+
+
+def test_access_rights_change_live(server: FakeServer, ctx: Context) -> None:
+    pv = connected(ctx, "FAKE:a")
+    rights: queue.Queue[AccessRights] = queue.Queue()
+    pv.access_rights_callback.add_callback(lambda p, r: rights.put(r))
+    server.set_rights("FAKE:a", 1)
+    assert rights.get(timeout=5) == AccessRights.READ
+    with pytest.raises(AccessDeniedError):
+        pv.write(3.0)
+    server.set_rights("FAKE:a", 3)
+    assert rights.get(timeout=5) == AccessRights.READ_WRITE
+    assert pv.write(3.0).status == 1
+
+
+def test_protocol_error_fails_the_read_at_once(server: FakeServer, ctx: Context) -> None:
+    server.read_error.add("FAKE:a")
+    pv = connected(ctx, "FAKE:a")
+    with pytest.raises(RemoteError) as info:
+        pv.read(timeout=60)  # must not wait for the timeout
+    assert info.value.status == 114 and "FAKE:a" in str(info.value) and "no reads today" in str(info.value)
+    assert pv.circuit_manager._ioids == {}
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        msg(0x7777),  # unknown command
+        HDR.pack(15, 0xFFFF, 6, 0, 1, 1) + struct.pack(">II", 0xF0000000, 1),  # absurd payload claim
+    ],
+    ids=["unknown-command", "absurd-size"],
+)
+def test_malformed_frame_drops_only_that_circuit(
+    garbage: bytes, server: FakeServer, ctx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    with FakeServer({"OTHER:x": 9.0}) as other:
+        a = connected(ctx, "FAKE:a")
+        states: queue.Queue[str] = queue.Queue()
+        a.connection_state_callback.add_callback(lambda p, st: states.put(st))
+        with Context(env=other.env, timeout=5) as ctx2:
+            x = connected(ctx2, "OTHER:x")
+            conn, _, _ = server.channel("FAKE:a")
+            with caplog.at_level(logging.ERROR, logger="caclient.circuit"):
+                conn.sendall(garbage)
+                assert states.get(timeout=5) == "disconnected"
+            assert "protocol error" in caplog.text
+            assert states.get(timeout=5) == "connected"  # searched again and reconnected
+            assert a.read().data[0] == 1.5
+            assert x.read().data[0] == 9.0  # the other circuit never noticed
+
