@@ -31,7 +31,8 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
 def test_ruff_clean() -> None:
     if importlib.util.find_spec("ruff") is None:
         pytest.skip("ruff is not installed")
-    proc = _run([sys.executable, "-m", "ruff", "check", "caclient", "compat", "tools", "tests"])
+    dirs = [d for d in ("caclient", "compat", "tools", "tests") if (ROOT / d).is_dir()]
+    proc = _run([sys.executable, "-m", "ruff", "check", *dirs])
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
