@@ -88,6 +88,11 @@ class Circuit:
         self._cids = itertools.count(1)
         self._events_off = False
         self._connected_some = False  # channels connected in the chunk being parsed
+        config = context.config
+        # A claimed payload beyond this is a protocol error, never an allocation.
+        self._max_payload = (
+            _MAX_PAYLOAD if config.auto_array_bytes else min(_MAX_PAYLOAD, config.max_array_bytes + 64)
+        )
         host, port = address
         self.thread = IOThread(target=self._run, name=f"caclient-circuit[{host}:{port},{priority}]", daemon=True)
 
@@ -217,6 +222,9 @@ class Circuit:
         except ProtocolError as exc:
             log.error("protocol error from %s:%d: %s", self.address[0], self.address[1], exc)
             reason = exc
+        except CircuitUnresponsive as exc:
+            log.warning("circuit unresponsive: %s", exc)
+            reason = exc
         except OSError as exc:
             log.debug("circuit %s:%d: %s", self.address[0], self.address[1], exc)
             reason = exc
@@ -279,11 +287,26 @@ class Circuit:
         big_filled = 0
         big_header: tuple[int, int, int, int, int, int] | None = None
         rlist = [sock, wakeup.rsock]
+        conn_tmo = self._context.config.conn_tmo
+        echo_timeout = self._context.config.echo_timeout
+        echo_sent: float | None = None  # when the unanswered ECHO went out
         while True:
             wlist = [sock] if self._outbox else []
-            readable, writable, _ = select.select(rlist, wlist, [])
+            # Heartbeat: after conn_tmo s of silence send ECHO; no answer
+            # within echo_timeout s means the server is unresponsive.
+            due = (echo_sent + echo_timeout) if echo_sent is not None else (self.last_heard + conn_tmo)
+            readable, writable, _ = select.select(rlist, wlist, [], max(0.0, due - time.monotonic()))
             if self._closing:
                 return
+            if not readable and not writable and time.monotonic() >= due:
+                if echo_sent is not None:
+                    raise CircuitUnresponsive(
+                        f"no reply from {self.address[0]}:{self.address[1]} within {echo_timeout:g} s of an echo"
+                    )
+                echo_sent = time.monotonic()
+                log.debug("%s:%d quiet for %g s: ECHO", self.address[0], self.address[1], conn_tmo)
+                self.send(_proto.echo())
+                continue
             if wakeup.rsock in readable:
                 wakeup.drain()
             if writable:
@@ -303,6 +326,7 @@ class Circuit:
                         raise ConnectionResetError("server closed the connection")
                     big_filled += n
                 self.last_heard = time.monotonic()
+                echo_sent = None
                 if big_filled < len(big):
                     continue
                 assert big_header is not None
@@ -320,6 +344,7 @@ class Circuit:
                 raise ConnectionResetError("server closed the connection")
             end += n
             self.last_heard = time.monotonic()
+            echo_sent = None
             start, jobs, pending = self._parse(buf, start, end)
             if pending is not None:
                 # One message does not fit in the buffer: receive it straight into its own.
@@ -380,8 +405,11 @@ class Circuit:
                     break
                 size, count = _unpack_ext(buf, body)
                 body += 8
-                if size > _MAX_PAYLOAD:
-                    raise ProtocolError(f"message claims a payload of {size} bytes")
+                if size > self._max_payload:
+                    raise ProtocolError(
+                        f"message (command {cmd}) claims a payload of {size} bytes, over the limit of "
+                        f"{self._max_payload} (EPICS_CA_MAX_ARRAY_BYTES with EPICS_CA_AUTO_ARRAY_BYTES=NO)"
+                    )
             stop = body + size
             if stop > end:
                 if stop - start > _BUFSIZE // 2:
@@ -524,6 +552,10 @@ class Circuit:
         if jobs:
             self._dispatcher.submit_many(jobs)
         self._context._on_circuit_closed(self, channels)
+
+
+class CircuitUnresponsive(Exception):
+    """The server stopped answering (heartbeat failed); the circuit is dropped."""
 
 
 def _unpack_ext(buf: bytearray, offset: int) -> tuple[int, int]:

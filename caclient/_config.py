@@ -93,7 +93,10 @@ class Config:
     """Client settings (one per Context).
 
     Attributes mirror libca's environment variables; see the user guide for the
-    full list and their defaults.
+    full list and their defaults.  Two are caclient's own:
+    ``echo_timeout`` (``CACLIENT_ECHO_TIMEOUT``, default 5 s: how long an
+    unanswered heartbeat may wait before the circuit counts as unresponsive)
+    and ``spawn_repeater`` (false when ``CACLIENT_NO_REPEATER`` is set).
     """
 
     addr_list: tuple[Address, ...] = ()
@@ -106,6 +109,8 @@ class Config:
     auto_array_bytes: bool = True
     max_search_period: float = 300.0
     name_servers: tuple[Address, ...] = ()
+    echo_timeout: float = 5.0
+    spawn_repeater: bool = True
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -124,6 +129,8 @@ class Config:
             auto_array_bytes=_flag(env.get("EPICS_CA_AUTO_ARRAY_BYTES"), True),
             max_search_period=_number(env, "EPICS_CA_MAX_SEARCH_PERIOD", 300.0, minimum=60.0),
             name_servers=parse_address_list(env.get("EPICS_CA_NAME_SERVERS", ""), server_port),
+            echo_timeout=_number(env, "CACLIENT_ECHO_TIMEOUT", 5.0, minimum=0.05),
+            spawn_repeater=not _flag(env.get("CACLIENT_NO_REPEATER"), False),
         )
 
     def search_addresses(self) -> tuple[Address, ...]:

@@ -36,6 +36,7 @@ class FakeServer:
         self.create_fail: dict[str, int] = {}
         self.read_error: set[str] = set()
         self.rights = 3
+        self.stalled = False  # when set, TCP requests are read and ignored
         self.port = free_port()
         self.received: list[tuple[int, int, int, int, int, int]] = []
         self._lock = threading.Lock()
@@ -147,7 +148,11 @@ class FakeServer:
         cmd, _size, dtype, count, p1, p2 = hdr
         with self._lock:
             self.received.append(hdr)
-        if cmd == 18:  # CREATE_CHAN
+        if self.stalled:
+            return
+        if cmd == 23:  # ECHO
+            conn.sendall(msg(23))
+        elif cmd == 18:  # CREATE_CHAN
             name = payload.split(b"\0")[0].decode()
             left = self.create_fail.get(name, 0)
             if left:

@@ -76,7 +76,7 @@ def test_does_not_read_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     env = StrictEnv({"EPICS_CA_SERVER_PORT": "6000"})
     assert Config.from_environ(env).server_port == 6000
     assert env.asked  # it read the mapping it was given
-    assert all(k.startswith("EPICS_CA_") for k in env.asked)
+    assert all(k.startswith(("EPICS_CA_", "CACLIENT_")) for k in env.asked)
 
 
 def test_reads_os_environ_when_no_mapping(monkeypatch: pytest.MonkeyPatch) -> None:

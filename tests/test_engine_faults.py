@@ -98,3 +98,27 @@ def test_malformed_frame_drops_only_that_circuit(
             assert a.read().data[0] == 1.5
             assert x.read().data[0] == 9.0  # the other circuit never noticed
 
+
+def test_heartbeat_keeps_a_quiet_circuit(server: FakeServer) -> None:
+    env = {**server.env, "EPICS_CA_CONN_TMO": "0.2", "CACLIENT_ECHO_TIMEOUT": "0.5"}
+    with Context(env=env, timeout=5) as ctx:
+        pv = connected(ctx, "FAKE:a")
+        states: queue.Queue[str] = queue.Queue()
+        pv.connection_state_callback.add_callback(lambda p, st: states.put(st))
+        with pytest.raises(queue.Empty):
+            states.get(timeout=1.0)  # five quiet periods: echoes answered, no disconnect
+        assert sum(1 for h in server.received if h[0] == 23) >= 2
+        assert pv.connected and pv.time_since_last_heard() < 1.0
+
+
+def test_unresponsive_server_is_dropped_and_found_again(server: FakeServer) -> None:
+    env = {**server.env, "EPICS_CA_CONN_TMO": "0.2", "CACLIENT_ECHO_TIMEOUT": "0.3"}
+    with Context(env=env, timeout=5) as ctx:
+        pv = connected(ctx, "FAKE:a")
+        states: queue.Queue[str] = queue.Queue()
+        pv.connection_state_callback.add_callback(lambda p, st: states.put(st))
+        server.stalled = True
+        assert states.get(timeout=5) == "disconnected"
+        server.stalled = False
+        assert states.get(timeout=5) == "connected"
+        assert pv.read().data[0] == 1.5
