@@ -416,12 +416,17 @@ class Circuit:
                     # Too large for the shared buffer: it gets a buffer of its own.
                     return start, jobs, ((cmd, size, dtype, count, p1, p2), size, end - body)
                 break
-            if cmd == 1:  # EVENT_ADD: the hot path, inlined (see Subscription._on_update)
+            if cmd == 1:  # EVENT_ADD: the hot path, inlined (the same as in _handle)
                 sub = subs.get(p2)
                 if sub is not None and size:  # size 0: the server acknowledged EVENT_CANCEL
                     resp = ReadResponse(dtype, count, p1, bytes(buf[body:stop]), encoding)
-                    sub.most_recent_response = resp
-                    jobs.append((sub.pv, sub._deliver_fn, (resp,)))
+                    if sub.all_updates:
+                        sub.most_recent_response = resp
+                        jobs.append((sub.pv, sub._deliver_fn, (resp,)))
+                    else:
+                        job = sub._on_update_latest(resp)
+                        if job is not None:
+                            jobs.append(job)
             else:
                 more = self._handle((cmd, size, dtype, count, p1, p2), bytes(buf[body:stop]))
                 if more:
@@ -445,7 +450,11 @@ class Circuit:
         if cmd == _proto.EVENT_ADD:
             sub = self._subs.get(p2)
             if sub is not None and size:
-                job = sub._on_update(dtype, count, p1, payload)
+                resp = ReadResponse(dtype, count, p1, payload, self._encoding)
+                if sub.all_updates:
+                    sub.most_recent_response = resp
+                    return [(sub.pv, sub._deliver_fn, (resp,))]
+                job = sub._on_update_latest(resp)
                 return [job] if job is not None else []
             return []
         if cmd == _proto.CREATE_CHAN:

@@ -511,7 +511,14 @@ class PV:
         return _write_result(self.name, pending.result, circuit)
 
     # -- subscriptions -------------------------------------------------------------------
-    def subscribe(self, data_type: Any = None, data_count: int | None = None, mask: int | None = None) -> Subscription:
+    def subscribe(
+        self,
+        data_type: Any = None,
+        data_count: int | None = None,
+        mask: int | None = None,
+        *,
+        all_updates: bool = True,
+    ) -> Subscription:
         """Return a :class:`Subscription` (the same one for the same arguments).
 
         Parameters
@@ -522,18 +529,22 @@ class PV:
             Elements per update; None for the current length.
         mask : int, optional
             DBE bits (default DBE_VALUE | DBE_ALARM).
+        all_updates : bool
+            Deliver every update (default).  With False, a slow callback is
+            given the newest value and the updates it missed are counted in
+            :attr:`Subscription.dropped`.
         """
         if mask is None:
             mask = _DEFAULT_MASK
         if isinstance(data_type, str):
             self._resolve_type(data_type, 0)  # validate now, not at connection time
-        key = (data_type, data_count, mask)
+        key = (data_type, data_count, mask, all_updates)
         with self._lock:
             if self._subscriptions is None:
                 self._subscriptions = {}
             sub = self._subscriptions.get(key)
             if sub is None:
-                sub = self._subscriptions[key] = Subscription(self, data_type, data_count, mask)
+                sub = self._subscriptions[key] = Subscription(self, data_type, data_count, mask, all_updates)
         return sub
 
     def unsubscribe_all(self) -> None:

@@ -8,11 +8,13 @@ re-activated by the PV whenever the channel (re)connects, so subscribers get a
 fresh value after a reconnection with nothing to do.
 
 Threads: users call add/remove; the PV's connection handler (circuit thread)
-calls :meth:`_activate` / :meth:`_deactivated`; the circuit thread calls
-:meth:`_on_update` for each update, which returns a dispatcher job keyed by
-the PV, so one PV's callbacks run in order and never concurrently.
+calls :meth:`_activate` / :meth:`_deactivated`; the circuit thread builds a
+dispatcher job for each update (inlined in its receive loop), keyed by the
+PV, so one PV's callbacks run in order and never concurrently.  With
+``all_updates=False`` it keeps only the newest undelivered update instead
+(:meth:`_on_update_latest`).
 
-Locks: ``_lock`` guards ``_subid``, ``_circuit``.  Lock order is
+Locks: ``_lock`` guards ``_subid``, ``_circuit``, ``_latest`` and ``dropped``.  Lock order is
 PV._lock → Subscription._lock → Circuit locks.  ``Circuit.send`` is called
 with ``_lock`` held on purpose — it never blocks — so that EVENT_ADD and
 EVENT_CANCEL for one subscription go out in the order the user asked for.
@@ -53,6 +55,12 @@ class Subscription:
         What the subscription asks the server for.
     most_recent_response : ReadResponse or None
         The last update received; replayed to callbacks added later.
+    all_updates : bool
+        True (default): every update is delivered, in order.  False: updates
+        that arrive while a delivery is still waiting replace it, so a slow
+        callback always gets the newest value and never falls behind.
+    dropped : int
+        With ``all_updates=False``, how many updates were replaced unseen.
     """
 
     __slots__ = (
@@ -70,14 +78,22 @@ class Subscription:
         "_sent_type",
         "_sent_count",
         "_deliver_fn",
+        "all_updates",
+        "dropped",
+        "_latest",
         "__weakref__",
     )
 
-    def __init__(self, pv: PV, data_type: Any, data_count: int | None, mask: int) -> None:
+    def __init__(
+        self, pv: PV, data_type: Any, data_count: int | None, mask: int, all_updates: bool = True
+    ) -> None:
         self.pv = pv
         self.data_type = data_type
         self.data_count = data_count
         self.mask = mask
+        self.all_updates = all_updates
+        self.dropped = 0
+        self._latest: ReadResponse | None = None  # all_updates=False: the update not yet delivered
         self.most_recent_response: ReadResponse | None = None
         self._lock = threading.Lock()
         self._registry = Registry()
@@ -208,14 +224,23 @@ class Subscription:
             self._subid = None
             self._circuit = None
 
-    def _on_update(
-        self, dtype: int, count: int, status: int, payload: bytes | memoryview
-    ) -> tuple[Any, Callable[..., Any], tuple[Any, ...]] | None:
-        # Circuit thread: wrap the bytes, hand delivery to a worker.  (The
-        # circuit's receive loop inlines this for the common case.)
-        resp = ReadResponse(dtype, count, status, payload, self._encoding)
+    def _on_update_latest(self, resp: ReadResponse) -> tuple[Any, Callable[..., Any], tuple[Any, ...]] | None:
+        # Circuit thread, all_updates=False: keep only the newest undelivered
+        # update; queue a delivery only when none is waiting.
         self.most_recent_response = resp
-        return (self.pv, self._deliver_fn, (resp,))
+        with self._lock:
+            waiting = self._latest is not None
+            if waiting:
+                self.dropped += 1
+            self._latest = resp
+        return None if waiting else (self.pv, self._deliver_latest, ())
+
+    def _deliver_latest(self) -> None:
+        # Worker thread: deliver whatever is newest now.
+        with self._lock:
+            resp, self._latest = self._latest, None
+        if resp is not None:
+            self._deliver(resp)
 
     def _deliver(self, resp: ReadResponse) -> None:
         # Worker thread: run the callbacks; forget weak ones that died.

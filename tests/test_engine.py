@@ -436,3 +436,32 @@ def test_flow_control_pauses_and_resumes_without_losing_the_latest(epics_ioc: IO
         assert not circuit._events_off  # EVENTS_ON once drained
         assert len(seen) < 2000  # the server coalesced while paused
         sub.clear()
+
+
+def test_all_updates_false_coalesces_for_a_slow_callback(epics_ioc: IOCHandle) -> None:
+    with Context(env=epics_ioc.env, timeout=10) as ctx:
+        (pv,) = ctx.get_pvs(epics_ioc.pv("long"))
+        pv.wait_for_connection()
+        pv.write(0)
+        seen: list[int] = []
+        last = threading.Event()
+        release = threading.Event()
+
+        def slow(sub: Any, resp: Any) -> None:
+            release.wait(10)  # hold the worker until all the writes are out
+            seen.append(int(resp.data[0]))
+            if seen[-1] == 499:
+                last.set()
+
+        sub = pv.subscribe(all_updates=False)
+        assert pv.subscribe(all_updates=False) is sub and pv.subscribe() is not sub
+        sub.add_callback(slow)
+        for v in range(1, 500):
+            pv.write(v, wait=False)
+        pv.read()  # a round trip: every update before it has reached the client
+        release.set()
+        assert last.wait(10)
+        assert seen[-1] == 499 and len(seen) <= 3  # the first (0), maybe one more, and the newest
+        assert sub.dropped >= 490
+        assert seen == sorted(seen)
+        sub.clear()
