@@ -120,6 +120,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     return rc
 
 
+def cmd_repeater(args: argparse.Namespace) -> int:
+    from ._repeater import cli_main
+
+    return cli_main(list(args.rest))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -147,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("info", help="connection information")
     p.add_argument("pvs", nargs="+")
     p.set_defaults(func=cmd_info)
+    p = sub.add_parser("repeater", help="run a CA repeater (127.0.0.1 unless --any)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_repeater)
     p = sub.add_parser("demo", help="start a local loopback IOC and exercise the client")
     p.add_argument("--bulk", type=int, default=1000, help="PVs in the bulk read (default 1000)")
     p.set_defaults(func=cmd_demo)

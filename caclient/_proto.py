@@ -142,6 +142,11 @@ def event_cancel(data_type: int, count: int, sid: int, subid: int) -> bytes:
     return header(EVENT_CANCEL, 0, data_type, count, sid, subid)
 
 
+def repeater_register() -> bytes:
+    """REPEATER_REGISTER from a client on 127.0.0.1."""
+    return HEADER.pack(REPEATER_REGISTER, 0, 0, 0, 0, 0x7F000001)
+
+
 def echo() -> bytes:
     return HEADER.pack(ECHO, 0, 0, 0, 0, 0)
 

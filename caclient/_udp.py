@@ -17,19 +17,30 @@ Locks
 
 First reply wins: once a name is answered its later replies are compared with
 the first, and a reply from a different server logs one warning per name.
+
+Beacons: the thread registers with the CA repeater on 127.0.0.1
+(REPEATER_REGISTER, retried with backoff until REPEATER_CONFIRM); when none
+answers it starts one (``python -m caclient repeater``, loopback only,
+detached, like libca starts caRepeater) unless ``CACLIENT_NO_REPEATER`` is
+set.  The repeater forwards server beacons here; a beacon anomaly (see
+:mod:`caclient._beacons`) brings every unresolved name back to the fastest
+search interval.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import select
 import socket
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
 from . import _proto
+from ._beacons import BeaconTracker
 from ._config import Address, Config
 from ._search import SearchScheduler
 from ._sync import IOThread, Wakeup
@@ -56,6 +67,12 @@ class UdpSearcher:
         self._answers: dict[int, tuple[str, Address]] = {}
         self._warned: set[str] = set()
         self._targets: list[Address] = []
+        self._beacons = BeaconTracker()
+        self.beacon_anomalies = 0
+        self.repeater_registered = False
+        self._register_tries = 0
+        self._next_register = 0.0
+        self._repeater_pid: int | None = None
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
@@ -121,6 +138,11 @@ class UdpSearcher:
         finally:
             self._sock.close()
             self._wakeup.close()
+            if self._repeater_pid is not None:
+                try:  # reap it if it already exited (it is meant to outlive us)
+                    os.waitpid(self._repeater_pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
 
     def _loop(self) -> None:
         sched = self._scheduler
@@ -148,6 +170,10 @@ class UdpSearcher:
                     except OSError as exc:
                         log.debug("search to %s failed: %s", target, exc)
             deadline = sched.next_deadline()
+            if not self.repeater_registered:
+                if now >= self._next_register:
+                    self._register(now)
+                deadline = self._next_register if deadline is None else min(deadline, self._next_register)
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             readable, _, _ = select.select([sock, self._wakeup.rsock], [], [], timeout)
             if self._wakeup.rsock in readable:
@@ -177,7 +203,7 @@ class UdpSearcher:
         end = len(data)
         unpack = _proto.HEADER.unpack_from
         while offset + 16 <= end:
-            cmd, size, dtype, _count, p1, p2 = unpack(data, offset)
+            cmd, size, dtype, count, p1, p2 = unpack(data, offset)
             body = offset + 16
             offset = body + size
             if offset > end:
@@ -187,7 +213,44 @@ class UdpSearcher:
                 minor = int.from_bytes(data[body : body + 2], "big") if size >= 2 else 11
                 ip = addr[0] if p1 == 0xFFFFFFFF else socket.inet_ntoa(p1.to_bytes(4, "big"))
                 self._found(p2, (ip, dtype), minor, found)
-            # VERSION, NOT_FOUND, RSRV_IS_UP (beacons) and REPEATER_CONFIRM are ignored here.
+            elif cmd == _proto.RSRV_IS_UP:
+                ip = addr[0] if p2 in (0, 0xFFFFFFFF) else socket.inet_ntoa(p2.to_bytes(4, "big"))
+                if self._beacons.observe((ip, count), p1, time.monotonic()):
+                    self.beacon_anomalies += 1
+                    log.debug("beacon anomaly from %s:%d: searching again", ip, count)
+                    self._scheduler.reset(time.monotonic())
+            elif cmd == _proto.REPEATER_CONFIRM:
+                if not self.repeater_registered:
+                    log.debug("registered with the CA repeater")
+                self.repeater_registered = True
+            # VERSION and NOT_FOUND need nothing.
+
+    def _register(self, now: float) -> None:
+        """Send REPEATER_REGISTER; start a repeater if none answered the first try."""
+        port = self._config.repeater_port
+        self._register_tries += 1
+        self._next_register = now + min(0.25 * 2 ** min(self._register_tries, 6), 10.0)
+        if self._register_tries == 2 and self._config.spawn_repeater and self._repeater_pid is None:
+            self._spawn_repeater(port)
+        try:
+            self._sock.sendto(_proto.repeater_register(), ("127.0.0.1", port))
+        except OSError as exc:
+            log.debug("repeater registration: %s", exc)
+
+    def _spawn_repeater(self, port: int) -> None:
+        log.info("no CA repeater answered on 127.0.0.1:%d: starting one", port)
+        # posix_spawn in a new session: detached, and meant to outlive us (a
+        # Popen object would complain at garbage collection that it runs on).
+        argv = [sys.executable, "-m", "caclient", "repeater", "--port", str(port)]
+        try:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            try:
+                actions = [(os.POSIX_SPAWN_DUP2, devnull, fd) for fd in (0, 1, 2)]
+                self._repeater_pid = os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions, setsid=True)
+            finally:
+                os.close(devnull)
+        except (OSError, AttributeError) as exc:
+            log.warning("could not start a CA repeater: %s", exc)
 
     def _found(self, search_id: int, address: Address, minor: int, found: list[tuple[str, Address, int]]) -> None:
         name = self._scheduler.answered(search_id)

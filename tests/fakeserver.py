@@ -13,7 +13,7 @@ import socket
 import struct
 import threading
 
-from caclient.testing import free_port
+from caclient.testing import free_port, loopback_env
 
 HDR = struct.Struct(">HHHHII")
 EPICS_EPOCH = 631152000
@@ -56,11 +56,8 @@ class FakeServer:
 
     @property
     def env(self) -> dict[str, str]:
-        return {
-            "EPICS_CA_AUTO_ADDR_LIST": "NO",
-            "EPICS_CA_ADDR_LIST": f"127.0.0.1:{self.port}",
-            "EPICS_CA_SERVER_PORT": str(self.port),
-        }
+        """The loopback-only client environment that finds this server."""
+        return loopback_env(server_port=self.port)
 
     def close(self) -> None:
         self._stop.set()
