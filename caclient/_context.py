@@ -38,7 +38,7 @@ import queue
 import socket
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from . import _proto
@@ -47,8 +47,8 @@ from ._config import Address, Config
 from ._dbr import AccessRights
 from ._dispatch import Dispatcher
 from ._errors import AccessDeniedError, CAError, CATimeoutError, ContextClosedError, DisconnectedError
-from ._pv import PV, _read_result
-from ._response import ReadResponse
+from ._pv import PV, _read_result, _write_result
+from ._response import ReadResponse, WriteResponse
 from ._sync import Deadline, Pending, ensure_not_io_thread
 from ._udp import UdpSearcher
 
@@ -119,7 +119,7 @@ class Context:
         self._ids = itertools.count(1)
         self._backlog_high = DEFAULT_BACKLOG_HIGH
         self._dispatcher = Dispatcher(max_workers)
-        self._udp = UdpSearcher(self.config, self._on_found, encoding)
+        self._udp = UdpSearcher(self.config, self._on_found, encoding, self.host_name, self.client_name)
         self_ref = weakref.ref(self)
 
         def _close_at_exit() -> None:
@@ -323,6 +323,168 @@ class Context:
                 circuit.send(b"".join(msgs))
             except DisconnectedError:
                 pass  # its pendings fail through the circuit's shutdown
+
+    def write_many(
+        self,
+        pvs: Iterable[PV | str],
+        values: Iterable[Any],
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        data_types: Sequence[Any] | None = None,
+        data_counts: Sequence[int | None] | None = None,
+        priority: int = 0,
+    ) -> list[WriteResponse | Exception | None]:
+        """Write many PVs at once: one request burst per circuit, one deadline.
+
+        Writes go out as soon as their PV is connected; writes to the same
+        PV go out in input order.  Nothing here runs on the callback
+        threads, so it may be called from a callback.
+
+        Parameters
+        ----------
+        pvs : iterable of PV or str
+        values : iterable
+            One value per PV, as for :meth:`PV.write`.
+        wait : bool
+            Use WRITE_NOTIFY and wait for every completion (default), or
+            send plain WRITEs and return once they are sent.
+        timeout : float, optional
+            Overall deadline for connecting, and with *wait* for completing,
+            everything (default: the Context's timeout).
+        data_types, data_counts : sequence, optional
+            Per write, as ``data_type`` / ``data_count`` of :meth:`PV.write`.
+
+        Returns
+        -------
+        list
+            In input order: the WriteResponse of each write with *wait*,
+            None for each write sent without; in place of a failed write
+            its exception: a :class:`CAError` (CATimeoutError when the PV
+            did not connect or confirm in time, AccessDeniedError,
+            RemoteError ...), or the ValueError/TypeError of a value that
+            does not fit the channel.
+        """
+        ensure_not_io_thread("Context.write_many")
+        items = list(pvs)
+        vals = list(values)
+        n = len(items)
+        types = list(data_types) if data_types is not None else [None] * n
+        counts = list(data_counts) if data_counts is not None else [None] * n
+        if not len(vals) == len(types) == len(counts) == n:
+            raise ValueError("pvs, values, data_types and data_counts must have the same length")
+        names = [p for p in items if isinstance(p, str)]
+        got = iter(self.get_pvs(*names, priority=priority)) if names else iter(())
+        plist = [next(got) if isinstance(p, str) else p for p in items]
+        deadline = Deadline(self.timeout if timeout is None else timeout)
+        results: list[WriteResponse | Exception | None] = [None] * n
+        handled = [False] * n
+        sent: list[tuple[int, PV, Circuit, int, Pending]] = []
+        slots: dict[PV, list[int]] = {}
+        for i, pv in enumerate(plist):
+            slots.setdefault(pv, []).append(i)
+        ready: queue.SimpleQueue[PV] = queue.SimpleQueue()
+        for pv in slots:
+            pv._wake_if_idle()
+            pv._notify_when_connected(ready)
+        waiting = len(slots)
+        try:
+            while waiting:
+                try:
+                    first = ready.get(timeout=deadline.remaining())
+                except queue.Empty:
+                    break
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(ready.get_nowait())
+                    except queue.Empty:
+                        break
+                waiting -= len(batch)
+                self._send_writes(batch, slots, (vals, types, counts), wait, results, handled, sent)
+        finally:
+            for pv in slots:
+                pv._forget_waiter(ready)
+        for i, done in enumerate(handled):
+            if not done:
+                results[i] = CATimeoutError(f"{plist[i].name}: not connected", pv=plist[i].name)
+        for i, pv, circuit, ioid, pending in sent:
+            if not pending.wait(deadline.remaining()):
+                circuit.cancel_io(ioid)
+                if not pending.done():
+                    results[i] = CATimeoutError(f"{pv.name}: write not confirmed in time", pv=pv.name)
+                    continue
+            if pending.error is not None:
+                results[i] = pending.error if isinstance(pending.error, CAError) else CAError(str(pending.error))
+                continue
+            try:
+                results[i] = _write_result(pv.name, pending.result, circuit)
+            except CAError as exc:
+                results[i] = exc
+        return results
+
+    def _send_writes(
+        self,
+        batch: list[PV],
+        slots: dict[PV, list[int]],
+        requests: tuple[list[Any], list[Any], list[int | None]],
+        wait: bool,
+        results: list[WriteResponse | Exception | None],
+        handled: list[bool],
+        sent: list[tuple[int, PV, Circuit, int, Pending]],
+    ) -> None:
+        vals, types, counts = requests
+        command = _proto.WRITE_NOTIFY if wait else _proto.WRITE
+        bursts: dict[Circuit, list[bytes | memoryview]] = {}
+        unconfirmed: dict[Circuit, list[int]] = {}
+        for pv in batch:
+            circuit, sid = pv._circuit, pv._sid
+            for i in slots[pv]:
+                handled[i] = True
+                if circuit is None or sid is None:
+                    results[i] = DisconnectedError(f"{pv.name}: disconnected", pv=pv.name)
+                    continue
+                if not pv.access_rights & AccessRights.WRITE:
+                    results[i] = AccessDeniedError(f"{pv.name}: no write access", pv=pv.name, address=circuit.address)
+                    continue
+                try:
+                    dtype, payload, count = pv._encode(vals[i], types[i], counts[i])
+                except (ValueError, TypeError) as exc:
+                    results[i] = exc
+                    continue
+                ioid = self._next_id()
+                if wait:
+                    pending = Pending(None, pv, pv.name)
+                    try:
+                        circuit.add_io(ioid, pending)
+                    except DisconnectedError as exc:
+                        results[i] = exc
+                        continue
+                    sent.append((i, pv, circuit, ioid, pending))
+                else:
+                    unconfirmed.setdefault(circuit, []).append(i)
+                bursts.setdefault(circuit, []).extend(_proto.write_chunks(command, dtype, count, sid, ioid, payload))
+        for circuit, chunks in bursts.items():
+            # Small messages are joined; large payloads stay chunks of their own
+            # (no copy), a bounded number per send.
+            parts: list[bytes | memoryview] = []
+            small = bytearray()
+            for chunk in chunks:
+                if len(chunk) >= 65536:
+                    if small:
+                        parts.append(bytes(small))
+                        small = bytearray()
+                    parts.append(chunk)
+                else:
+                    small += chunk
+            if small:
+                parts.append(bytes(small))
+            try:
+                for start in range(0, len(parts), 256):
+                    circuit.send(*parts[start : start + 256])
+            except DisconnectedError as exc:
+                for i in unconfirmed.get(circuit, ()):
+                    results[i] = exc  # (waited writes fail through the circuit's shutdown)
 
     def close(self, timeout: float = 1.0) -> None:
         """Disconnect everything and stop every thread (idempotent, bounded in time)."""

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from . import _proto
 from ._beacons import BeaconTracker
 from ._config import Address, Config
+from ._nameservers import NameServerLink
 from ._search import SearchScheduler
 from ._sync import IOThread, Wakeup
 
@@ -56,8 +57,16 @@ _RCVBUF = 4 * 1024 * 1024
 class UdpSearcher:
     """Owns the search socket and its thread (see module docstring)."""
 
-    def __init__(self, config: Config, on_found: FoundCallback, encoding: str = "latin-1") -> None:
+    def __init__(
+        self,
+        config: Config,
+        on_found: FoundCallback,
+        encoding: str = "latin-1",
+        host_name: str = "localhost",
+        client_name: str = "unknown",
+    ) -> None:
         self._config = config
+        self._links = [NameServerLink(addr, host_name, client_name) for addr in config.name_servers]
         self._on_found = on_found
         self._lock = threading.Lock()
         self._inbox: deque[tuple[str, list[str]]] = deque()
@@ -126,7 +135,7 @@ class UdpSearcher:
             if ip.endswith(".255"):
                 self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             self._targets.append((ip, port))
-        if not self._targets:
+        if not self._targets and not self._links:
             log.warning("no search addresses: set EPICS_CA_ADDR_LIST or EPICS_CA_AUTO_ADDR_LIST")
 
     def _run(self) -> None:
@@ -136,6 +145,8 @@ class UdpSearcher:
         except Exception:
             log.exception("UDP search thread failed")
         finally:
+            for link in self._links:
+                link.close()
             self._sock.close()
             self._wakeup.close()
             if self._repeater_pid is not None:
@@ -163,23 +174,55 @@ class UdpSearcher:
                 else:
                     for name in names:
                         sched.cancel(name)
+            for link in self._links:
+                link.maybe_connect(now)
             for datagram in sched.datagrams(now):
                 for target in self._targets:
                     try:
                         sock.sendto(datagram, target)
                     except OSError as exc:
                         log.debug("search to %s failed: %s", target, exc)
+                for link in self._links:
+                    link.send(datagram[16:], now)  # the same searches, minus the datagram's VERSION
             deadline = sched.next_deadline()
+            for link in self._links:
+                due = link.due(now)
+                if due is not None:
+                    deadline = due if deadline is None else min(deadline, due)
             if not self.repeater_registered:
                 if now >= self._next_register:
                     self._register(now)
                 deadline = self._next_register if deadline is None else min(deadline, self._next_register)
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            readable, _, _ = select.select([sock, self._wakeup.rsock], [], [], timeout)
+            rlist: list[socket.socket] = [sock, self._wakeup.rsock]
+            wlist: list[socket.socket] = []
+            for link in self._links:
+                if link.sock is not None:
+                    rlist.append(link.sock)
+                    if link.wants_write():
+                        wlist.append(link.sock)
+            readable, writable, _ = select.select(rlist, wlist, [], timeout)
             if self._wakeup.rsock in readable:
                 self._wakeup.drain()
             if sock in readable:
                 self._receive()
+            if self._links:
+                self._serve_links(readable, writable)
+
+    def _serve_links(self, readable: list[socket.socket], writable: list[socket.socket]) -> None:
+        now = time.monotonic()
+        found: list[tuple[str, Address, int]] = []
+        for link in self._links:
+            if link.sock is not None and link.sock in writable and link.on_writable(now):
+                self._scheduler.reset(now)  # a name server (re)connected: ask it everything soon
+            if link.sock is not None and link.sock in readable:
+                for search_id, address in link.on_readable(now):
+                    self._found(search_id, address, _proto.MINOR_VERSION, found)
+        if found:
+            try:
+                self._on_found(found)
+            except Exception:
+                log.exception("error handling %d search replies", len(found))
 
     def _receive(self) -> None:
         found: list[tuple[str, Address, int]] = []

@@ -91,6 +91,13 @@ class FakeServer:
             del self._channels[sid]
         self.inject(conn, msg(27, p1=cid))
 
+    def drop_clients(self) -> None:
+        """Close every client connection (the server goes on listening)."""
+        with self._lock:
+            clients = list(self._clients)
+        for conn in clients:
+            conn.shutdown(socket.SHUT_RDWR)
+
     def set_rights(self, name: str, rights: int) -> None:
         conn, cid, _ = self.channel(name)
         self.inject(conn, msg(22, p1=cid, p2=rights))
@@ -149,6 +156,10 @@ class FakeServer:
             return
         if cmd == 23:  # ECHO
             conn.sendall(msg(23))
+        elif cmd == 6:  # SEARCH over TCP (name server)
+            name = payload.split(b"\0")[0].decode()
+            if name in self.values:
+                conn.sendall(msg(6, dtype=self.port, p1=0xFFFFFFFF, p2=p1))
         elif cmd == 18:  # CREATE_CHAN
             name = payload.split(b"\0")[0].decode()
             left = self.create_fail.get(name, 0)

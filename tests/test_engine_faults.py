@@ -122,3 +122,18 @@ def test_unresponsive_server_is_dropped_and_found_again(server: FakeServer) -> N
         server.stalled = False
         assert states.get(timeout=5) == "connected"
         assert pv.read().data[0] == 1.5
+
+
+def test_name_server_link_reconnects(server: FakeServer) -> None:
+    env = {**server.env, "EPICS_CA_ADDR_LIST": "", "EPICS_CA_NAME_SERVERS": f"127.0.0.1:{server.port}"}
+    with Context(env=env, timeout=5) as ctx:
+        a = connected(ctx, "FAKE:a")
+        assert a.read().data[0] == 1.5
+        states: queue.Queue[str] = queue.Queue()
+        a.connection_state_callback.add_callback(lambda p, st: states.put(st))
+        server.drop_clients()  # the name-server link and the circuit both go
+        assert states.get(timeout=5) == "disconnected"
+        assert states.get(timeout=10) == "connected"  # found again over the reconnected link
+        b = connected(ctx, "FAKE:b")
+        assert b.read().data[0] == 2.5
+        assert not [h for h in server.received if h[0] == 6 and h[1] == 0]  # searches carry a name

@@ -215,3 +215,18 @@ def test_large_response_decodes_once_in_place(ectx: Context, epics_ioc: IOCHandl
         np.testing.assert_array_equal(got, data)
     assert bytes(resp) == wire_before  # still the server's big-endian bytes
     np.testing.assert_array_equal(np.frombuffer(wire_before, ">f8"), data)
+
+
+@pytest.mark.parametrize("kind", ["epics", "caproto"])
+def test_name_server_only_search(kind: str, request: pytest.FixtureRequest) -> None:
+    ioc: IOCHandle = request.getfixturevalue(f"{kind}_ioc")
+    env = dict(ioc.env)
+    env["EPICS_CA_ADDR_LIST"] = ""
+    env["EPICS_CA_AUTO_ADDR_LIST"] = "NO"
+    env["EPICS_CA_NAME_SERVERS"] = f"127.0.0.1:{ioc.port}"
+    with Context(env=env, timeout=10) as ctx:
+        assert ctx.broadcaster._targets == []  # no UDP search at all
+        pv = connected(ctx, ioc.pv("ai"))
+        assert pv.read().data[0] == pytest.approx(3.5)
+        results = ctx.read_many([ioc.pv("ao"), ioc.pv("str")], timeout=10)
+        assert not [r for r in results if isinstance(r, Exception)]
