@@ -178,13 +178,16 @@ class IOCHandle:
         return self.prefix + name
 
     # ------------------------------------------------------------ lifecycle
-    def start(self, timeout: float = 20.0) -> IOCHandle:
+    def start(self, timeout: float = 20.0, port: int | None = None) -> IOCHandle:
         """Start the child and wait until it serves.
 
         Parameters
         ----------
         timeout : float, optional
             Seconds to wait for the ready line, per attempt.
+        port : int, optional
+            Serve on this port (e.g. to restart an IOC where it was, or
+            where clients expect it); by default a free one is chosen.
 
         Returns
         -------
@@ -203,8 +206,8 @@ class IOCHandle:
                 return self
             self._stop_locked(timeout=5.0)
             last_error = ""
-            for _ in range(_PORT_ATTEMPTS):
-                env = loopback_env(repeater_port=_repeater_port_from_environ())
+            for _ in range(_PORT_ATTEMPTS if port is None else 1):
+                env = loopback_env(server_port=port, repeater_port=_repeater_port_from_environ())
                 port = int(env["EPICS_CA_SERVER_PORT"])
                 self._launch(env)
                 announced = self._wait_ready(timeout)
