@@ -44,6 +44,7 @@ import numpy as np
 
 from . import _proto
 from ._config import Address
+from ._dbr import payload_size
 from ._errors import DisconnectedError, ProtocolError, RemoteError, eca_message
 from ._response import ReadResponse
 from ._sync import IOThread, Pending, Wakeup
@@ -87,6 +88,7 @@ class Circuit:
         self._closing = False
         self._cids = itertools.count(1)
         self._events_off = False
+        self.ever_connected = False  # set by the circuit thread once the TCP connection is up
         self._connected_some = False  # channels connected in the chunk being parsed
         config = context.config
         # A claimed payload beyond this is a protocol error, never an allocation.
@@ -240,6 +242,7 @@ class Circuit:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         sock.setblocking(False)
+        self.ever_connected = True
         hello = _proto.version(self.priority) + _proto.host_name(ctx.host_name) + _proto.client_name(ctx.client_name)
         with self._lock:
             creates = self._queued_creates
@@ -286,6 +289,7 @@ class Circuit:
         big: memoryview | None = None  # a message larger than the buffer, being filled
         big_filled = 0
         big_header: tuple[int, int, int, int, int, int] | None = None
+        discard = 0  # bytes of an unwanted large message still to skip
         rlist = [sock, wakeup.rsock]
         conn_tmo = self._context.config.conn_tmo
         echo_timeout = self._context.config.echo_timeout
@@ -312,6 +316,13 @@ class Circuit:
             if writable:
                 self._flush()
             if sock not in readable:
+                continue
+            if discard:
+                n = sock.recv_into(view, min(discard, _BUFSIZE))
+                if n == 0:
+                    raise ConnectionResetError("server closed the connection")
+                discard -= n
+                self.last_heard = time.monotonic()
                 continue
             if big is not None:
                 # Fill the large message's own buffer with as many recv calls
@@ -347,12 +358,15 @@ class Circuit:
             echo_sent = None
             start, jobs, pending = self._parse(buf, start, end)
             if pending is not None:
-                # One message does not fit in the buffer: receive it straight into its own.
                 big_header, size, have = pending
-                # np.empty: a bytearray would be zero-filled first (40 ms for 80 MB).
-                big = np.empty(size, dtype=np.uint8).data
-                big[:have] = buf[end - have : end]
-                big_filled = have
+                if self._big_payload_wanted(big_header):
+                    # It does not fit in the buffer: receive it straight into its own.
+                    # np.empty: a bytearray would be zero-filled first (40 ms for 80 MB).
+                    big = np.empty(size, dtype=np.uint8).data
+                    big[:have] = buf[end - have : end]
+                    big_filled = have
+                else:
+                    discard = size - have  # a late reply nobody waits for: skip it, allocate nothing
                 start = end = 0
             elif start == end:
                 start = end = 0
@@ -361,6 +375,30 @@ class Circuit:
                 buf[:remaining] = buf[start:end]
                 start, end = 0, remaining
             self._after_chunk(jobs)
+
+    def _big_payload_wanted(self, hdr: tuple[int, int, int, int, int, int]) -> bool:
+        """Check a large message before allocating for it.
+
+        True: a subscription or read waits for it and the size fits the
+        channel's element count.  False: nobody waits (a late reply): skip it.
+        Raises ProtocolError for a size that the channel cannot produce.
+        """
+        cmd, size, dtype, _count, _p1, p2 = hdr
+        pv: Any = None
+        if cmd == _proto.EVENT_ADD:
+            sub = self._subs.get(p2)
+            pv = sub.pv if sub is not None else None
+        elif cmd == _proto.READ_NOTIFY:
+            waiting = self._ioids.get(p2)
+            pv = waiting.key if waiting is not None else None
+        if pv is None:
+            return False
+        native = getattr(pv, "native_data_count", None)
+        if native is not None and size > payload_size(dtype, native) + 16:
+            raise ProtocolError(
+                f"{size} bytes for {pv.name}, more than its {native} elements of data type {dtype} can take"
+            )
+        return True
 
     def _after_chunk(self, jobs: list[tuple[Any, Callable[..., Any], tuple[Any, ...]]]) -> None:
         """After a received chunk: wake state waiters if channels connected, queue the jobs."""
@@ -410,6 +448,8 @@ class Circuit:
                         f"message (command {cmd}) claims a payload of {size} bytes, over the limit of "
                         f"{self._max_payload} (EPICS_CA_MAX_ARRAY_BYTES with EPICS_CA_AUTO_ARRAY_BYTES=NO)"
                     )
+            if size > 16384 or cmd not in _SMALL_OK:
+                _check_size(cmd, size, dtype, count)  # before waiting for (or allocating) a payload
             stop = body + size
             if stop > end:
                 if stop - start > _BUFSIZE // 2:
@@ -478,12 +518,9 @@ class Circuit:
                 pv = self._channels.pop(p1, None)
             if pv is None:
                 return []
-            why = (
-                "the server refused to create the channel"
-                if cmd == _proto.CREATE_CH_FAIL
-                else "the server dropped the channel"
-            )
-            return pv._on_channel_lost(self, why, research=True)
+            if cmd == _proto.CREATE_CH_FAIL:  # search again, but not at once
+                return pv._on_channel_lost(self, "the server refused to create the channel", True, 1.0)
+            return pv._on_channel_lost(self, "the server dropped the channel", research=True)
         if cmd == _proto.CLEAR_CHANNEL:
             return []
         if cmd in _proto.COMMAND_NAMES:
@@ -561,6 +598,44 @@ class Circuit:
         if jobs:
             self._dispatcher.submit_many(jobs)
         self._context._on_circuit_closed(self, channels)
+
+
+# Commands whose payload is small or absent, accepted below 16 KiB unchecked
+# (the hot EVENT_ADD and READ_NOTIFY replies are checked only when large).
+_SMALL_OK = frozenset(
+    {
+        _proto.VERSION,
+        _proto.EVENT_ADD,
+        _proto.READ_NOTIFY,
+        _proto.WRITE_NOTIFY,
+        _proto.CREATE_CHAN,
+        _proto.ACCESS_RIGHTS,
+        _proto.CREATE_CH_FAIL,
+        _proto.SERVER_DISCONN,
+        _proto.CLEAR_CHANNEL,
+        _proto.ECHO,
+        _proto.ERROR,
+        _proto.EVENTS_OFF,
+        _proto.EVENTS_ON,
+        _proto.SEARCH,
+        _proto.NOT_FOUND,
+    }
+)
+
+
+def _check_size(cmd: int, size: int, dtype: int, count: int) -> None:
+    """Refuse a header whose payload size cannot be right (a desynchronised stream)."""
+    if cmd in (_proto.EVENT_ADD, _proto.READ_NOTIFY):
+        if dtype > 38:
+            raise ProtocolError(f"command {cmd} with unknown data type {dtype}")
+        expected = payload_size(dtype, count)
+        # Padding, and caproto's 8 extra metadata bytes for DBR_CTRL_STRING.
+        if not expected <= size <= expected + 16:
+            raise ProtocolError(f"command {cmd}: {size} bytes for {count} elements of data type {dtype}")
+    elif cmd not in _SMALL_OK:
+        raise ProtocolError(f"unknown command {cmd}")
+    elif size > 16384:
+        raise ProtocolError(f"command {cmd} with an implausible payload of {size} bytes")
 
 
 class CircuitUnresponsive(Exception):

@@ -159,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("demo", help="start a local loopback IOC and exercise the client")
     p.add_argument("--bulk", type=int, default=1000, help="PVs in the bulk read (default 1000)")
     p.set_defaults(func=cmd_demo)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["repeater"]:  # its own options, parsed by the repeater
+        return cmd_repeater(argparse.Namespace(rest=raw[1:]))
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:

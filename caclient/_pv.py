@@ -635,7 +635,7 @@ class PV:
             return [(self, handler._fire, (self.access_rights,))]
         return []
 
-    def _on_channel_lost(self, circuit: Circuit, why: str, research: bool) -> list[Job]:
+    def _on_channel_lost(self, circuit: Circuit, why: str, research: bool, delay: float = 0.0) -> list[Job]:
         with self._lock:
             if self._circuit is not circuit:
                 return []
@@ -649,7 +649,7 @@ class PV:
                     sub._deactivated()
             handler = self._conn_cbs
         if research and not closed:
-            self.context._search([self])
+            self.context._search([self], delay)
         jobs: list[Job] = []
         if was_connected and handler is not None and len(handler):
             jobs.append((self, handler._fire, ("disconnected",)))

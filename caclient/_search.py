@@ -62,8 +62,12 @@ class SearchScheduler:
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
 
-    def request(self, names: list[str], now: float) -> None:
+    def request(self, names: list[str], now: float, delay: float = 0.0) -> None:
         """Start searching for *names* (already-searched names are restarted).
+
+        With *delay*, the first search goes out that many seconds from now
+        and other names are left alone: used to back off from a server that
+        answers searches but refuses the channel or the connection.
 
         Raises ValueError for names that are empty, too long, hold a NUL or
         cannot be encoded, after requesting the valid ones.
@@ -81,14 +85,18 @@ class SearchScheduler:
                     invalid.append(name)
                     continue
                 search_id = next(self._ids)
-                entry = _Entry(name, _proto.search(encoded, search_id), search_id, self.min_interval, now)
+                entry = _Entry(name, _proto.search(encoded, search_id), search_id, self.min_interval, now + delay)
                 self._by_name[name] = entry
                 self._by_id[entry.search_id] = entry
                 self._push(entry)
                 fresh = True
+            elif delay:
+                entry.interval = self.min_interval
+                entry.due = now + delay
+                self._push(entry)
             else:
                 self._restart(entry, now, immediately=True)
-        if fresh:
+        if fresh and not delay:
             self.reset(now, skip_new=True)
         if invalid:
             raise ValueError("invalid PV name" + (f" {invalid[0]!r}" if len(invalid) == 1 else f"s {invalid!r}"))

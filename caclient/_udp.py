@@ -69,7 +69,7 @@ class UdpSearcher:
         self._links = [NameServerLink(addr, host_name, client_name) for addr in config.name_servers]
         self._on_found = on_found
         self._lock = threading.Lock()
-        self._inbox: deque[tuple[str, list[str]]] = deque()
+        self._inbox: deque[tuple[str, list[str], float]] = deque()
         self._closed = False
         self._wakeup = Wakeup()
         self._scheduler = SearchScheduler(max_interval=config.max_search_period, encoding=encoding)
@@ -93,21 +93,21 @@ class UdpSearcher:
         self._thread.start()
 
     # -- API for other threads -------------------------------------------------------
-    def search(self, names: list[str]) -> None:
-        """Search for *names* until they are found or cancelled."""
+    def search(self, names: list[str], delay: float = 0.0) -> None:
+        """Search for *names* (the first time after *delay* s) until found or cancelled."""
         if names:
-            self._post("search", names)
+            self._post("search", names, delay)
 
     def cancel(self, *names: str) -> None:
         """Stop searching for *names*."""
         if names:
             self._post("cancel", list(names))
 
-    def _post(self, what: str, names: list[str]) -> None:
+    def _post(self, what: str, names: list[str], delay: float = 0.0) -> None:
         with self._lock:
             if self._closed:
                 return
-            self._inbox.append((what, names))
+            self._inbox.append((what, names, delay))
         self._wakeup.wake()
 
     @property
@@ -165,10 +165,10 @@ class UdpSearcher:
                 intents = list(self._inbox)
                 self._inbox.clear()
             now = time.monotonic()
-            for what, names in intents:
+            for what, names, delay in intents:
                 if what == "search":
                     try:
-                        sched.request(names, now)
+                        sched.request(names, now, delay)
                     except ValueError as exc:
                         log.error("%s", exc)
                 else:

@@ -137,3 +137,36 @@ def test_name_server_link_reconnects(server: FakeServer) -> None:
         b = connected(ctx, "FAKE:b")
         assert b.read().data[0] == 2.5
         assert not [h for h in server.received if h[0] == 6 and h[1] == 0]  # searches carry a name
+
+
+def test_forged_huge_header_allocates_nothing(server: FakeServer, ctx: Context) -> None:
+    """Sizes that add up, for 2 GiB the channel cannot hold: dropped, not allocated."""
+    import psutil
+
+    pv = connected(ctx, "FAKE:a")
+    states: queue.Queue[str] = queue.Queue()
+    pv.connection_state_callback.add_callback(lambda p, st: states.put(st))
+    sub = pv.subscribe()
+    got: queue.Queue[Any] = queue.Queue()
+    sub.add_callback(lambda s, r: got.put(r))
+    subid = next(iter(pv.circuit_manager._subs))
+    n = 0x0FFFFFFE
+    vms = psutil.Process().memory_info().vms
+    conn, _, _ = server.channel("FAKE:a")
+    conn.sendall(struct.pack(">HHHHIIII", 1, 0xFFFF, 6, 0, 1, subid, n * 8, n) + b"\0" * 1024)
+    assert states.get(timeout=5) == "disconnected"
+    assert psutil.Process().memory_info().vms - vms < 512 * 2**20
+    assert states.get(timeout=5) == "connected"
+    sub.clear()
+
+
+def test_late_large_reply_is_skipped(server: FakeServer, ctx: Context) -> None:
+    """A large reply for an operation nobody waits for any more is read past, not kept."""
+    pv = connected(ctx, "FAKE:a")
+    states: queue.Queue[str] = queue.Queue()
+    pv.connection_state_callback.add_callback(lambda p, st: states.put(st))
+    conn, _, _ = server.channel("FAKE:a")
+    n = 200_000  # 1.6 MB, larger than the receive buffer
+    conn.sendall(struct.pack(">HHHHIIII", 15, 0xFFFF, 6, 0, 1, 987654, n * 8, n) + b"\0" * (n * 8))
+    assert pv.read().data[0] == 1.5  # the stream is still in step
+    assert states.empty()
