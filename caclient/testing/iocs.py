@@ -129,6 +129,7 @@ class IOCHandle:
         self._ready_port: int | None = None
         self._port: int | None = None
         self._env: dict[str, str] | None = None
+        self._beacon_port: int | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ interface
@@ -207,13 +208,16 @@ class IOCHandle:
             self._stop_locked(timeout=5.0)
             last_error = ""
             for _ in range(_PORT_ATTEMPTS if port is None else 1):
-                env = loopback_env(server_port=port, repeater_port=_repeater_port_from_environ())
+                # A restarted IOC beacons where it did before (clients' repeaters listen there).
+                repeater_port = _repeater_port_from_environ() or self._beacon_port
+                env = loopback_env(server_port=port, repeater_port=repeater_port)
                 port = int(env["EPICS_CA_SERVER_PORT"])
                 self._launch(env)
                 announced = self._wait_ready(timeout)
                 if announced == port:
                     self._port = port
                     self._env = env
+                    self._beacon_port = int(env["EPICS_CA_REPEATER_PORT"])
                     with _running_lock:
                         _running.add(self)
                     return self
