@@ -209,6 +209,16 @@ class Circuit:
         """Ask the server to resume monitor updates (EVENTS_ON)."""
         self.send(_proto.events_on())
 
+    def _forget_after_fork(self) -> None:
+        """In a forked child: close this process's copy of the socket, never shut it down."""
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._closing = True
+        self._state = CLOSED
+        if self._sock is not None:
+            self._sock.close()
+        self._wakeup.close()
+
     def close(self) -> None:
         """Ask the circuit thread to shut down; does not wait."""
         with self._send_lock:

@@ -34,6 +34,7 @@ import atexit
 import getpass
 import itertools
 import logging
+import os
 import queue
 import socket
 import threading
@@ -113,11 +114,13 @@ class Context:
         # per PV, because a PV must stay small).
         self._state_changed = threading.Condition(threading.Lock())
         self._closed = False
+        self._forked = False  # set in a child process that inherited this Context
         self._pvs: dict[tuple[str, int], PV] = {}
         self._by_name: dict[str, list[PV]] = {}
         self._circuits: dict[tuple[Address, int], Circuit] = {}
         self._ids = itertools.count(1)
         self._backlog_high = DEFAULT_BACKLOG_HIGH
+        self._connect_backoff: dict[Address, float] = {}  # guarded by _lock
         self._dispatcher = Dispatcher(max_workers)
         self._udp = UdpSearcher(self.config, self._on_found, encoding, self.host_name, self.client_name)
         self_ref = weakref.ref(self)
@@ -127,8 +130,17 @@ class Context:
             if ctx is not None:
                 ctx.close()
 
+        def _forget_in_child() -> None:
+            ctx = self_ref()
+            if ctx is not None:
+                ctx._after_fork_in_child()
+
         self._atexit = _close_at_exit
+        self._pid = os.getpid()
         atexit.register(_close_at_exit)
+        # A forked child inherits this Context without its threads: it must
+        # not use it, and must never disturb the parent's connections.
+        os.register_at_fork(after_in_child=_forget_in_child)
 
     # -- public API --------------------------------------------------------------------
     def __enter__(self) -> Context:
@@ -192,7 +204,7 @@ class Context:
         new: list[PV] = []
         with self._lock:
             if self._closed:
-                raise ContextClosedError("the Context is closed")
+                raise ContextClosedError(self._closed_why())
             for name in names:
                 key = (name, priority)
                 pv = self._pvs.get(key)
@@ -369,8 +381,8 @@ class Context:
         items = list(pvs)
         vals = list(values)
         n = len(items)
-        types = list(data_types) if data_types is not None else [None] * n
-        counts = list(data_counts) if data_counts is not None else [None] * n
+        types: list[Any] = list(data_types) if data_types is not None else [None] * n
+        counts: list[int | None] = list(data_counts) if data_counts is not None else [None] * n
         if not len(vals) == len(types) == len(counts) == n:
             raise ValueError("pvs, values, data_types and data_counts must have the same length")
         names = [p for p in items if isinstance(p, str)]
@@ -486,8 +498,34 @@ class Context:
                 for i in unconfirmed.get(circuit, ()):
                     results[i] = exc  # (waited writes fail through the circuit's shutdown)
 
+    def _closed_why(self) -> str:
+        if self._forked:
+            return "this Context was inherited from the parent process by fork(); create a new Context here"
+        return "the Context is closed"
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: mark this Context closed and drop its inherited sockets.
+
+        Runs in the child right after ``fork()``, where only the forking thread
+        exists and any lock may have been held by a parent thread at the time.
+        So it re-creates the locks it needs and closes this process's copies
+        of the sockets (``close``, never ``shutdown``: the parent's connections
+        stay as they are).  Calls in the child then raise
+        :class:`ContextClosedError`; make a new Context there.
+        """
+        self._lock = threading.Lock()
+        self._state_changed = threading.Condition(threading.Lock())
+        self._closed = True
+        self._forked = True
+        atexit.unregister(self._atexit)
+        self._udp._forget_after_fork()
+        for circuit in list(self._circuits.values()):
+            circuit._forget_after_fork()
+
     def close(self, timeout: float = 1.0) -> None:
         """Disconnect everything and stop every thread (idempotent, bounded in time)."""
+        if self._forked:
+            return  # inherited across fork(): nothing of it runs in this process
         with self._lock:
             if self._closed:
                 return
@@ -528,9 +566,9 @@ class Context:
     def _next_id(self) -> int:
         return next(self._ids) & 0xFFFFFFFF or next(self._ids)
 
-    def _search(self, pvs: list[PV]) -> None:
+    def _search(self, pvs: list[PV], delay: float = 0.0) -> None:
         if not self._closed:
-            self._udp.search(sorted({pv.name for pv in pvs}))
+            self._udp.search(sorted({pv.name for pv in pvs}), delay)
 
     def _on_found(self, found: list[tuple[str, Address, int]]) -> None:
         # UDP thread: pick or create the circuit(s) and create the channels.
@@ -566,5 +604,16 @@ class Context:
             if self._circuits.get(key) is circuit:
                 del self._circuits[key]
             closed = self._closed
-        if not closed and channels:
+            # A server that answers searches but refuses connections is tried
+            # again after a growing pause (0.5 s doubling to 30 s), not at once.
+            if circuit.ever_connected:
+                self._connect_backoff.pop(circuit.address, None)
+                delay = 0.0
+            else:
+                delay = self._connect_backoff.get(circuit.address, 0.25) * 2
+                self._connect_backoff[circuit.address] = min(delay, 30.0)
+        if not closed and channels and delay:
+            log.info("cannot connect to %s:%d; searching again in %.1f s", *circuit.address, delay)
+            self._search(channels, delay)
+        elif not closed and channels:
             self._search(channels)

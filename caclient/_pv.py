@@ -205,12 +205,12 @@ class PV:
 
     def _wait_connected(self, deadline: Deadline) -> tuple[Circuit, int]:
         if self.context._closed:
-            raise ContextClosedError(f"{self.name}: the Context is closed", pv=self.name)
+            raise ContextClosedError(f"{self.name}: {self.context._closed_why()}", pv=self.name)
         if self._state != CONNECTED:
             self._wake_if_idle()
             if not self.context._wait_for(lambda: self._state == CONNECTED, deadline):
                 if self.context._closed:
-                    raise ContextClosedError(f"{self.name}: the Context is closed", pv=self.name)
+                    raise ContextClosedError(f"{self.name}: {self.context._closed_why()}", pv=self.name)
                 state = self._state
                 where = "no server answered the search" if state == SEARCHING else f"still {state}"
                 raise CATimeoutError(f"{self.name}: not connected ({where})", pv=self.name)

@@ -115,6 +115,16 @@ class UdpSearcher:
         """Names still being searched for (approximate; read without a lock)."""
         return len(self._scheduler)
 
+    def _forget_after_fork(self) -> None:
+        """In a forked child: close this process's copies of the sockets (no thread runs)."""
+        self._lock = threading.Lock()
+        self._closed = True
+        for link in self._links:
+            if link.sock is not None:
+                link.sock.close()
+        self._sock.close()
+        self._wakeup.close()
+
     def close(self, timeout: float = 1.0) -> None:
         with self._lock:
             if self._closed:
