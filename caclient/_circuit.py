@@ -453,11 +453,11 @@ class Circuit:
                     break
                 size, count = _unpack_ext(buf, body)
                 body += 8
-                if size > self._max_payload:
-                    raise ProtocolError(
-                        f"message (command {cmd}) claims a payload of {size} bytes, over the limit of "
-                        f"{self._max_payload} (EPICS_CA_MAX_ARRAY_BYTES with EPICS_CA_AUTO_ARRAY_BYTES=NO)"
-                    )
+            if size > self._max_payload:
+                raise ProtocolError(
+                    f"message (command {cmd}) claims a payload of {size} bytes, over the limit of "
+                    f"{self._max_payload} (EPICS_CA_MAX_ARRAY_BYTES with EPICS_CA_AUTO_ARRAY_BYTES=NO)"
+                )
             if size > 16384 or cmd not in _SMALL_OK:
                 _check_size(cmd, size, dtype, count)  # before waiting for (or allocating) a payload
             stop = body + size

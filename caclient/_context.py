@@ -610,8 +610,8 @@ class Context:
                 self._connect_backoff.pop(circuit.address, None)
                 delay = 0.0
             else:
-                delay = self._connect_backoff.get(circuit.address, 0.25) * 2
-                self._connect_backoff[circuit.address] = min(delay, 30.0)
+                delay = min(self._connect_backoff.get(circuit.address, 0.25) * 2, 30.0)
+                self._connect_backoff[circuit.address] = delay
         if not closed and channels and delay:
             log.info("cannot connect to %s:%d; searching again in %.1f s", *circuit.address, delay)
             self._search(channels, delay)

@@ -170,3 +170,16 @@ def test_late_large_reply_is_skipped(server: FakeServer, ctx: Context) -> None:
     conn.sendall(struct.pack(">HHHHIIII", 15, 0xFFFF, 6, 0, 1, 987654, n * 8, n) + b"\0" * (n * 8))
     assert pv.read().data[0] == 1.5  # the stream is still in step
     assert states.empty()
+
+
+def test_max_array_bytes_caps_any_message_when_auto_is_off(server: FakeServer) -> None:
+    env = {**server.env, "EPICS_CA_AUTO_ARRAY_BYTES": "NO", "EPICS_CA_MAX_ARRAY_BYTES": "16384"}
+    with Context(env=env, timeout=5) as ctx:
+        pv = connected(ctx, "FAKE:a")
+        states: queue.Queue[str] = queue.Queue()
+        pv.connection_state_callback.add_callback(lambda p, st: states.put(st))
+        conn, _, _ = server.channel("FAKE:a")
+        n = 5000  # 40,000 bytes: a plain header, over the 16 KiB limit
+        conn.sendall(HDR.pack(15, n * 8, 6, n, 1, 424242) + b"\0" * (n * 8))
+        assert states.get(timeout=5) == "disconnected"
+        assert states.get(timeout=5) == "connected"
