@@ -319,40 +319,17 @@ class PV:
             count = int(data_count)
             if count < 0:
                 raise ValueError("data_count must be >= 0")
-        ioid = self.context._next_id()
         encoding = self.context.encoding
-        user_cb = None
-        if callback is not None:
-
-            def user_cb(pending: Pending) -> None:
-                try:
-                    if pending.error is not None:
-                        raise pending.error
-                    result: Any = _read_result(self.name, pending.result, encoding, circuit)
-                except CAError as exc:
-                    result = exc
-                callback(result)
-
-        pending = Pending(user_cb, self, self.name)
-        circuit.add_io(ioid, pending)
-        try:
-            circuit.send(_proto.read_notify(dtype, count, sid, ioid))
-        except DisconnectedError:
-            circuit.cancel_io(ioid)
-            raise
-        if not wait:
-            return None
-        if not pending.wait(deadline.remaining()):
-            circuit.cancel_io(ioid)
-            if not pending.done():
-                raise CATimeoutError(
-                    f"{self.name}: read timed out after {self._timeout(timeout)}s",
-                    pv=self.name,
-                    address=circuit.address,
-                )
-        if pending.error is not None:
-            raise pending.error
-        return _read_result(self.name, pending.result, encoding, circuit)
+        result = self._transact(
+            circuit,
+            lambda ioid: (_proto.read_notify(dtype, count, sid, ioid),),
+            lambda raw: _read_result(self.name, raw, encoding, circuit),
+            wait,
+            callback,
+            deadline,
+            f"read timed out after {self._timeout(timeout)}s",
+        )
+        return result  # type: ignore[no-any-return]
 
     # -- write -------------------------------------------------------------------------
     def _encode(self, data: Any, data_type: Any, data_count: int | None) -> tuple[int, bytes | memoryview, int]:
@@ -473,10 +450,39 @@ class PV:
             notify = wait or callback is not None
         elif not notify and (wait or callback is not None):
             raise ValueError("wait=True or a callback needs notify=True (WRITE_NOTIFY)")
-        ioid = self.context._next_id()
         if not notify:
+            ioid = self.context._next_id()
             circuit.send(*_proto.write_chunks(_proto.WRITE, dtype, count, sid, ioid, payload))
             return None
+        result = self._transact(
+            circuit,
+            lambda ioid: _proto.write_chunks(_proto.WRITE_NOTIFY, dtype, count, sid, ioid, payload),
+            lambda raw: _write_result(self.name, raw, circuit),
+            wait,
+            callback,
+            deadline,
+            f"write not confirmed within {self._timeout(timeout)}s",
+        )
+        return result  # type: ignore[no-any-return]
+
+    def _transact(
+        self,
+        circuit: Circuit,
+        request: Callable[[int], tuple[bytes | memoryview, ...]],
+        convert: Callable[[Any], Any],
+        wait: bool,
+        callback: Callable[[Any], None] | None,
+        deadline: Deadline,
+        timeout_message: str,
+    ) -> Any:
+        """Send one request that gets a reply (READ_NOTIFY or WRITE_NOTIFY) and wait for it.
+
+        *request* builds the message for an IO id; *convert* turns the raw
+        reply into the user's result (raising CAError for a failure status).
+        Without *wait*, returns None and *callback* gets the result, or the
+        error, on a callback thread.  A timed-out request is forgotten: its
+        late reply is dropped.
+        """
         user_cb = None
         if callback is not None:
 
@@ -484,15 +490,16 @@ class PV:
                 try:
                     if pending.error is not None:
                         raise pending.error
-                    result: Any = _write_result(self.name, pending.result, circuit)
+                    result: Any = convert(pending.result)
                 except CAError as exc:
                     result = exc
                 callback(result)
 
+        ioid = self.context._next_id()
         pending = Pending(user_cb, self, self.name)
         circuit.add_io(ioid, pending)
         try:
-            circuit.send(*_proto.write_chunks(_proto.WRITE_NOTIFY, dtype, count, sid, ioid, payload))
+            circuit.send(*request(ioid))
         except DisconnectedError:
             circuit.cancel_io(ioid)
             raise
@@ -501,14 +508,10 @@ class PV:
         if not pending.wait(deadline.remaining()):
             circuit.cancel_io(ioid)
             if not pending.done():
-                raise CATimeoutError(
-                    f"{self.name}: write not confirmed within {self._timeout(timeout)}s",
-                    pv=self.name,
-                    address=circuit.address,
-                )
+                raise CATimeoutError(f"{self.name}: {timeout_message}", pv=self.name, address=circuit.address)
         if pending.error is not None:
             raise pending.error
-        return _write_result(self.name, pending.result, circuit)
+        return convert(pending.result)
 
     # -- subscriptions -------------------------------------------------------------------
     def subscribe(
