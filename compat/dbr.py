@@ -1,0 +1,226 @@
+"""DBR type codes and helpers, as ``epics.dbr`` names them.
+
+Plain constants and pure functions only.  pyepics' ctypes structures
+(``time_double``, ``ctrl_enum`` ...) describe libca's memory layout and have
+no use without libca, so they are not provided; everything else in
+``epics.dbr`` that a script reads is here with the same value.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+
+# -- status and state codes ---------------------------------------------------------
+ECA_NORMAL = 1
+ECA_TIMEOUT = 80
+ECA_IODONE = 339
+ECA_ISATTACHED = 424
+ECA_BADCHID = 410
+
+CS_CONN = 2
+CS_NEVER_SEARCH = 4
+OP_CONN_UP = 6
+OP_CONN_DOWN = 7
+
+# -- native field types ---------------------------------------------------------------
+STRING = 0
+INT = 1
+SHORT = 1
+FLOAT = 2
+ENUM = 3
+CHAR = 4
+LONG = 5
+DOUBLE = 6
+
+# -- promoted types (there are no STS_* or GR_* names in pyepics) ----------------------
+TIME_STRING = 14
+TIME_INT = 15
+TIME_SHORT = 15
+TIME_FLOAT = 16
+TIME_ENUM = 17
+TIME_CHAR = 18
+TIME_LONG = 19
+TIME_DOUBLE = 20
+
+CTRL_STRING = 28
+CTRL_INT = 29
+CTRL_SHORT = 29
+CTRL_FLOAT = 30
+CTRL_ENUM = 31
+CTRL_CHAR = 32
+CTRL_LONG = 33
+CTRL_DOUBLE = 34
+
+PUT_ACKT = 35
+PUT_ACKS = 36
+STSACK_STRING = 37
+CLASS_NAME = 38
+
+# -- sizes ------------------------------------------------------------------------------
+MAX_STRING_SIZE = 40
+MAX_UNITS_SIZE = 8
+MAX_ENUM_STRING_SIZE = 26
+MAX_ENUMS = 16
+
+#: Seconds from the POSIX epoch to the EPICS epoch (1990-01-01 UTC), as a float.
+EPICS2UNIX_EPOCH = 631152000.0
+
+# -- subscription masks -------------------------------------------------------------------
+DBE_VALUE = 1
+DBE_LOG = 2
+DBE_ALARM = 4
+DBE_PROPERTY = 8
+
+#: The eight control limits, in the order db_access.h lays them out.
+ctrl_limits = (
+    "upper_disp_limit",
+    "lower_disp_limit",
+    "upper_alarm_limit",
+    "upper_warning_limit",
+    "lower_warning_limit",
+    "lower_alarm_limit",
+    "upper_ctrl_limit",
+    "lower_ctrl_limit",
+)
+
+#: numpy dtype of each numeric native type.
+NP_Map = {
+    INT: np.int16,
+    FLOAT: np.float32,
+    ENUM: np.uint16,
+    CHAR: np.uint8,
+    LONG: np.int32,
+    DOUBLE: np.float64,
+}
+
+_NAMES = {
+    STRING: "STRING",
+    INT: "INT",
+    FLOAT: "FLOAT",
+    ENUM: "ENUM",
+    CHAR: "CHAR",
+    LONG: "LONG",
+    DOUBLE: "DOUBLE",
+    TIME_STRING: "TIME_STRING",
+    TIME_SHORT: "TIME_SHORT",
+    TIME_FLOAT: "TIME_FLOAT",
+    TIME_ENUM: "TIME_ENUM",
+    TIME_CHAR: "TIME_CHAR",
+    TIME_LONG: "TIME_LONG",
+    TIME_DOUBLE: "TIME_DOUBLE",
+    CTRL_STRING: "CTRL_STRING",
+    CTRL_SHORT: "CTRL_SHORT",
+    CTRL_FLOAT: "CTRL_FLOAT",
+    CTRL_ENUM: "CTRL_ENUM",
+    CTRL_CHAR: "CTRL_CHAR",
+    CTRL_LONG: "CTRL_LONG",
+    CTRL_DOUBLE: "CTRL_DOUBLE",
+}
+_CODES = {name: code for code, name in _NAMES.items()}
+
+
+def native_type(ftype: int) -> int:
+    """Return the plain field type (0..6) of a native, TIME or CTRL type code.
+
+    Parameters
+    ----------
+    ftype : int
+        A DBR type code.
+
+    Returns
+    -------
+    int
+    """
+    if ftype == CTRL_STRING:
+        return STRING
+    if ftype > CTRL_STRING:
+        return ftype - CTRL_STRING
+    if ftype >= TIME_STRING:
+        return ftype - TIME_STRING
+    return ftype
+
+
+def Name(ftype: int | str, reverse: bool = False) -> int | str:
+    """Return the name of a DBR type code, or with *reverse* the code of a name.
+
+    Parameters
+    ----------
+    ftype : int or str
+        A type code such as ``20``, or with *reverse* a name such as
+        ``'time_double'`` (any case).
+    reverse : bool
+        Look a name up instead of a code.
+
+    Returns
+    -------
+    str or int
+        ``'TIME_DOUBLE'`` for 20; ``'unknown'`` for a code without a name.
+        With *reverse*, the code, or ``'unknown'``.
+    """
+    if reverse:
+        code = _CODES.get(str(ftype).upper())
+        if code is not None:
+            return code
+    return _NAMES.get(ftype, "unknown") if isinstance(ftype, int) else "unknown"
+
+
+def make_unixtime(stamp: object) -> float:
+    """POSIX time of an EPICS time stamp (an object with ``secs`` and ``nsec``).
+
+    Microseconds are kept and the rest dropped, as pyepics does.
+    """
+    secs = float(stamp.secs)  # type: ignore[attr-defined]
+    nsec = float(stamp.nsec)  # type: ignore[attr-defined]
+    return EPICS2UNIX_EPOCH + secs + 1.0e-6 * int(1.0e-3 * nsec)
+
+
+class _DefaultIntEnum(enum.IntEnum):
+    """An IntEnum that maps unknown values to a member named ``'UNKNOWN'``."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> _DefaultIntEnum:
+        unknown = int.__new__(cls, value)  # type: ignore[call-overload]
+        unknown._name_ = "UNKNOWN"
+        unknown._value_ = value
+        return unknown  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class AlarmStatus(_DefaultIntEnum):
+    """Alarm status codes (``STAT``)."""
+
+    NO_ALARM = 0
+    READ = 1
+    WRITE = 2
+    HIHI = 3
+    HIGH = 4
+    LOLO = 5
+    LOW = 6
+    STATE = 7
+    COS = 8
+    COMM = 9
+    TIMEOUT = 10
+    HW_LIMIT = 11
+    CALC = 12
+    SCAN = 13
+    LINK = 14
+    SOFT = 15
+    BAD_SUB = 16
+    UDF = 17
+    DISABLE = 18
+    SIMM = 19
+    READ_ACCESS = 20
+    WRITE_ACCESS = 21
+
+
+class AlarmSeverity(_DefaultIntEnum):
+    """Alarm severities (``SEVR``)."""
+
+    NO_ALARM = 0
+    MINOR = 1
+    MAJOR = 2
+    INVALID = 3

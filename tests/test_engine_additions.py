@@ -1,0 +1,108 @@
+"""Engine API added for compat: :meth:`caclient.Context.write_many`."""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from compat_support import compat_ioc, restored
+
+from caclient import AccessDeniedError, CATimeoutError, Context, WriteResponse
+from caclient.testing import IOCHandle
+
+
+@pytest.fixture(params=["epics", "caproto"])
+def ioc(request: pytest.FixtureRequest) -> Iterator[IOCHandle]:
+    """The compat tests' private C IOC, or the session's caproto IOC with its values restored after."""
+    if request.param == "epics":
+        yield compat_ioc(request.config)
+        return
+    handle: IOCHandle = request.getfixturevalue("caproto_ioc")
+    with restored(handle):
+        yield handle
+
+
+@pytest.fixture
+def ctx(ioc: IOCHandle) -> Iterator[Context]:
+    with Context(env=ioc.env, timeout=5.0) as c:
+        yield c
+
+
+def test_write_many_waits_for_every_completion(ctx: Context, ioc: IOCHandle) -> None:
+    names = [ioc.pv("ao"), ioc.pv("long"), ioc.pv("str"), ioc.pv("wf")]
+    results = ctx.write_many(names, [1.5, 7, "many", np.arange(4.0)], timeout=5.0)
+    assert all(isinstance(r, WriteResponse) and r.status == 1 for r in results)
+    got = ctx.read_many(names)
+    assert [g.data[0] for g in got[:3]] == [1.5, 7, "many"]  # type: ignore[union-attr]
+    assert list(got[3].data) == [0.0, 1.0, 2.0, 3.0]  # type: ignore[union-attr]
+
+
+def test_write_many_in_input_order_for_one_pv(ctx: Context, ioc: IOCHandle) -> None:
+    name = ioc.pv("long")
+    results = ctx.write_many([name] * 5, [1, 2, 3, 4, 5])
+    assert all(isinstance(r, WriteResponse) for r in results)
+    (pv,) = ctx.get_pvs(name)
+    assert pv.read().data[0] == 5
+
+
+def test_write_many_without_wait_returns_none_per_write(ctx: Context, ioc: IOCHandle) -> None:
+    name = ioc.pv("ao")
+    assert ctx.write_many([name, name], [2.0, 2.25], wait=False) == [None, None]
+    (pv,) = ctx.get_pvs(name)
+    assert pv.read().data[0] == 2.25  # the read follows the writes on the same circuit
+
+
+def test_write_many_reports_failures_in_place(ctx: Context, ioc: IOCHandle) -> None:
+    start = time.monotonic()
+    results = ctx.write_many(
+        [ioc.pv("ao"), ioc.pv("no-such-pv"), ioc.pv("ro"), ioc.pv("ao")],
+        [1.0, 2.0, 3.0, "not a number"],
+        timeout=0.5,
+    )
+    assert time.monotonic() - start < 3.0
+    assert isinstance(results[0], WriteResponse)
+    assert isinstance(results[1], CATimeoutError)
+    if ioc.kind == "epics":  # access security makes 'ro' read-only
+        assert isinstance(results[2], AccessDeniedError)
+    assert isinstance(results[3], ValueError)
+
+
+def test_write_many_per_write_type_and_count(ctx: Context, ioc: IOCHandle) -> None:
+    name = ioc.pv("wf")
+    results = ctx.write_many([name], [np.arange(10.0)], data_types=["native"], data_counts=[3])
+    assert isinstance(results[0], WriteResponse) and results[0].data_count == 3
+    with pytest.raises(ValueError, match="same length"):
+        ctx.write_many([name], [1.0, 2.0])
+
+
+def test_write_many_times_out_on_slow_completion(ctx: Context, ioc: IOCHandle) -> None:
+    if ioc.kind != "epics":
+        pytest.skip("the 0.5 s put completion is a feature of the C IOC's database")
+    (slow,) = ctx.get_pvs(ioc.pv("slow"))
+    busy = ctx.get_pvs(ioc.pv("slow:delay.PACT"))[0]
+    deadline = time.monotonic() + 5
+    while busy.read().data[0] and time.monotonic() < deadline:
+        pass  # an earlier test's put may still be running
+    results = ctx.write_many([slow, ioc.pv("ao")], [1.0, 4.0], timeout=0.2)
+    assert isinstance(results[0], CATimeoutError)
+    assert isinstance(results[1], WriteResponse)
+
+
+def test_write_many_from_a_callback(ctx: Context, ioc: IOCHandle) -> None:
+    # Nothing in write_many waits for the callback threads, so a callback may call it.
+    out: queue.Queue[object] = queue.Queue()
+    (pv,) = ctx.get_pvs(ioc.pv("ai"))
+
+    def on_update(sub: object, resp: object) -> None:
+        out.put(ctx.write_many([ioc.pv("ao")], [5.5]))
+
+    sub = pv.subscribe()
+    sub.add_callback(on_update)
+    try:
+        results = out.get(timeout=5)
+    finally:
+        sub.clear()
+    assert isinstance(results, list) and isinstance(results[0], WriteResponse)
