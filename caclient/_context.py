@@ -39,7 +39,7 @@ import queue
 import socket
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from . import _proto
@@ -260,28 +260,8 @@ class Context:
             slots.setdefault(pv, []).append(i)
         # Reads go out as soon as their PV is connected, in one burst per
         # circuit for all that are ready together; one deadline covers all.
-        ready: queue.SimpleQueue[PV] = queue.SimpleQueue()
-        for pv in slots:
-            pv._wake_if_idle()
-            pv._notify_when_connected(ready)
-        waiting = len(slots)
-        try:
-            while waiting:
-                try:
-                    first = ready.get(timeout=deadline.remaining())
-                except queue.Empty:
-                    break
-                batch = [first]
-                while True:
-                    try:
-                        batch.append(ready.get_nowait())
-                    except queue.Empty:
-                        break
-                waiting -= len(batch)
-                self._send_reads(batch, slots, data_type, data_count, results, sent)
-        finally:
-            for pv in slots:
-                pv._forget_waiter(ready)
+        for batch in self._as_connected(slots, deadline):
+            self._send_reads(batch, slots, data_type, data_count, results, sent)
         for i, result in enumerate(results):
             if result is None and not plist[i].connected:
                 results[i] = CATimeoutError(f"{plist[i].name}: not connected", pv=plist[i].name)
@@ -299,6 +279,36 @@ class Context:
             except CAError as exc:
                 results[i] = exc
         return [r if r is not None else CAError("internal: no result") for r in results]
+
+    @staticmethod
+    def _as_connected(pvs: Iterable[PV], deadline: Deadline) -> Iterator[list[PV]]:
+        """Yield the PVs in batches as they become connected, until all are or the deadline passes.
+
+        Each batch holds every PV that connected since the last one, so the
+        caller can send their requests in one burst per circuit.
+        """
+        ready: queue.SimpleQueue[PV] = queue.SimpleQueue()
+        plist = list(pvs)
+        for pv in plist:
+            pv._wake_if_idle()
+            pv._notify_when_connected(ready)
+        waiting = len(plist)
+        try:
+            while waiting:
+                try:
+                    batch = [ready.get(timeout=deadline.remaining())]
+                except queue.Empty:
+                    return
+                while True:
+                    try:
+                        batch.append(ready.get_nowait())
+                    except queue.Empty:
+                        break
+                waiting -= len(batch)
+                yield batch
+        finally:
+            for pv in plist:
+                pv._forget_waiter(ready)
 
     def _send_reads(
         self,
@@ -395,28 +405,8 @@ class Context:
         slots: dict[PV, list[int]] = {}
         for i, pv in enumerate(plist):
             slots.setdefault(pv, []).append(i)
-        ready: queue.SimpleQueue[PV] = queue.SimpleQueue()
-        for pv in slots:
-            pv._wake_if_idle()
-            pv._notify_when_connected(ready)
-        waiting = len(slots)
-        try:
-            while waiting:
-                try:
-                    first = ready.get(timeout=deadline.remaining())
-                except queue.Empty:
-                    break
-                batch = [first]
-                while True:
-                    try:
-                        batch.append(ready.get_nowait())
-                    except queue.Empty:
-                        break
-                waiting -= len(batch)
-                self._send_writes(batch, slots, (vals, types, counts), wait, results, handled, sent)
-        finally:
-            for pv in slots:
-                pv._forget_waiter(ready)
+        for batch in self._as_connected(slots, deadline):
+            self._send_writes(batch, slots, (vals, types, counts), wait, results, handled, sent)
         for i, done in enumerate(handled):
             if not done:
                 results[i] = CATimeoutError(f"{plist[i].name}: not connected", pv=plist[i].name)
