@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from caclient import ChannelType, Context
-from caclient.testing import IOCHandle
+from caclient.testing import EpicsIOC, IOCHandle
 
 RECORDS = {
     "ai": ChannelType.DOUBLE,
@@ -28,6 +28,13 @@ RECORDS = {
     "floatwf": ChannelType.FLOAT,
 }
 FAMILIES = ["native", "status", "time", "graphic", "control"]
+
+
+@pytest.fixture(scope="module")
+def epics_ioc() -> Iterator[IOCHandle]:
+    """A C IOC of this module's own: values written by other tests cannot race the oracle."""
+    with EpicsIOC() as ioc:
+        yield ioc
 
 
 @pytest.fixture(scope="module")
