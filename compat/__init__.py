@@ -22,9 +22,10 @@ from typing import Any
 
 from caclient import AccessDeniedError, CAError, RemoteError
 
-from . import _convert, _runtime, ca, dbr, device, pv, utils
+from . import _convert, _runtime, ca, dbr, device, multiproc, pv, utils
 from .ca import poll
 from .device import Device
+from .multiproc import CAPool, CAProcess
 from .pv import PV, get_pv
 
 __version__ = "3.5.10"
@@ -38,6 +39,8 @@ INVALID_ALARM = 3
 _PVmonitors_ = _runtime.monitors
 
 __all__ = [
+    "CAPool",
+    "CAProcess",
     "INVALID_ALARM",
     "MAJOR_ALARM",
     "MINOR_ALARM",
@@ -55,6 +58,7 @@ __all__ = [
     "dbr",
     "device",
     "get_pv",
+    "multiproc",
     "poll",
     "pv",
     "utils",

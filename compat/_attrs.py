@@ -10,12 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from . import dbr
+from ._fields import Fields
 
 
 class PVAttributes:
     """Properties of a PV: value, alarm state, time stamp, control fields, access."""
 
-    _args: dict[str, Any]
+    __slots__ = ()
+    _args: Fields
 
     def _getarg(self, arg: str) -> Any:  # implemented by PV
         raise NotImplementedError

@@ -49,11 +49,14 @@ def promote(native: int, form: str) -> int:
     return native
 
 
+_TYPE_NAMES = {code: str(dbr.Name(code)).lower() for code in range(dbr.CTRL_DOUBLE + 1)}
+
+
 def type_name(ftype: int | None) -> str:
     """``'time_double'`` for 20, ``'unknown'`` for None."""
     if ftype is None:
         return "unknown"
-    return str(dbr.Name(ftype)).lower()
+    return _TYPE_NAMES.get(ftype) or str(dbr.Name(ftype)).lower()
 
 
 def unpack(data: Any, ntype: int, nelm: int, count: int | None, as_numpy: bool) -> Any:

@@ -93,15 +93,15 @@ def host_name(address: tuple[str, int] | None) -> str | None:
     """``'name:port'`` for a server address, the name from a (cached) reverse lookup."""
     if address is None:
         return None
-    ip, port = address
-    name = hostnames.get(ip)
-    if name is None:
+    key = f"{address[0]}:{address[1]}"
+    text = hostnames.get(key)
+    if text is None:  # (one string per server, shared by its PVs)
         try:
-            name = socket.gethostbyaddr(ip)[0]
+            name = socket.gethostbyaddr(address[0])[0]
         except OSError:
-            name = ip
-        hostnames[ip] = name
-    return f"{name}:{port}"
+            name = address[0]
+        text = hostnames[key] = f"{name}:{address[1]}"
+    return text
 
 
 def _forget() -> Context | None:

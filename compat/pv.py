@@ -35,6 +35,7 @@ import logging
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from math import log10
 from operator import itemgetter
@@ -50,7 +51,9 @@ from caclient import (
 )
 
 from . import _convert, _info, _runtime, ca, dbr, utils
+from . import _fields as F
 from ._attrs import PVAttributes
+from ._fields import Fields
 
 log = logging.getLogger("compat")
 
@@ -58,6 +61,8 @@ _ACCESS_STRINGS = ("no access", "read-only", "write-only", "read/write")
 _TIME_ARGS = ("status", "severity", "timestamp", "posixseconds", "nanoseconds")
 _FIRST = itemgetter(0)
 _EPICS_EPOCH = float(dbr.EPICS2UNIX_EPOCH)
+_get = list.__getitem__  # (positional access to a PV's Fields, on the monitor path)
+_set = list.__setitem__
 
 
 def fmt_time(tstamp: float | None = None) -> str:
@@ -66,6 +71,59 @@ def fmt_time(tstamp: float | None = None) -> str:
         tstamp = time.time()
     whole, frac = divmod(tstamp, 1)
     return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(whole))}.{round(1.0e5 * frac):05d}"
+
+
+class _Relay:
+    """The engine callbacks of one PV, holding the PV only weakly.
+
+    The engine holds the relay; the relay holds a weak reference to its PV,
+    so a PV nobody refers to is freed.  A relay whose PV is gone removes its
+    engine callbacks the next time one runs (on a callback thread, where that
+    is safe).  One small relay per PV costs far less than a weak method per
+    callback.
+    """
+
+    __slots__ = ("conn_token", "eng", "ref", "sub", "sub_token")
+
+    def __init__(self, pv: PV, eng: Any) -> None:
+        self.ref = weakref.ref(pv)
+        self.eng = eng
+        self.conn_token: int | None = None
+        self.sub: Any = None
+        self.sub_token: int | None = None
+
+    def on_connection(self, eng: Any, state: str) -> None:
+        pv = self.ref()
+        if pv is None:
+            self.drop()
+        else:
+            pv._on_connection_event(eng, state)
+
+    def on_access(self, eng: Any, rights: Any) -> None:
+        pv = self.ref()
+        if pv is not None:
+            pv._on_access_event(eng, rights)
+
+    def __call__(self, sub: Any, resp: Any) -> None:
+        """A monitor update (the relay itself is the subscription's callback: no bound method to keep)."""
+        pv = self.ref()
+        if pv is None:
+            self.drop()
+        else:
+            pv._on_monitor_event(sub, resp)
+
+    def drop(self) -> None:
+        """Remove the engine callbacks (the PV is gone or detached)."""
+        token, self.conn_token = self.conn_token, None
+        if token is not None:
+            self.eng.connection_state_callback.remove_callback(token)
+        self.drop_monitor()
+
+    def drop_monitor(self) -> None:
+        sub, token = self.sub, self.sub_token
+        self.sub = self.sub_token = None
+        if sub is not None and token is not None:
+            sub.remove_callback(token)
 
 
 def _call_safely(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -114,6 +172,49 @@ class PV(PVAttributes):
     Callbacks run on caclient's callback threads, one PV's in order, and may
     call any compat function.
     """
+
+    __slots__ = (
+        "__dict__",  # (so that scripts and subclasses can still add attributes)
+        "__weakref__",
+        "_access_token",
+        "_applied",
+        "_args",
+        "_auto_monitor",
+        "_charval_dirty",
+        "_detached",
+        "_eng",
+        "_fast",
+        "_float_fmt",
+        "_kept",
+        "_kept_stamp",
+        "_gen",
+        "_last_conn",
+        "_last_rights",
+        "_lock",
+        "_mdel_done",
+        "_monitor_delta_local",
+        "_monitor_last_value",
+        "_monref",
+        "_monref_key",
+        "_monref_mask",
+        "_ntype",
+        "_put_complete",
+        "_ready",
+        "_relay",
+        "_seen_writes",
+        "_told_access",
+        "_told_conn",
+        "_user_max_count",
+        "access_callbacks",
+        "callbacks",
+        "chid",
+        "connection_callbacks",
+        "connection_timeout",
+        "form",
+        "ftype",
+        "pvname",
+        "verbose",
+    )
 
     _fmtsca = "<PV '%(pvname)s', count=%(count)i, type=%(typefull)s, access=%(access)s>"
     _fmtarr = "<PV '%(pvname)s', count=%(count)i/%(nelm)i, type=%(typefull)s, access=%(access)s>"
@@ -169,7 +270,7 @@ class PV(PVAttributes):
             connection_timeout if connection_timeout is not None else ca.DEFAULT_CONNECTION_TIMEOUT
         )
         self._user_max_count = count
-        self._args: dict[str, Any] = self._initial_args(monitor_delta)
+        self._args = self._initial_args(monitor_delta)
         self.connection_callbacks: list[Callable[..., Any]] = (
             [connection_callback] if connection_callback is not None else []
         )
@@ -182,25 +283,28 @@ class PV(PVAttributes):
         elif callable(callback):
             self.callbacks[0] = (callback, {})
         self._put_complete: bool | None = None
-        self._monref: tuple[Any, int] | None = None
+        self._monref: Any = None  # the caclient Subscription while monitored
         self._monref_mask: int | None = None
-        self._monref_key: tuple[Any, ...] | None = None
+        self._monref_key: int | None = None  # (the DBR type it was made with)
         self._monitor_delta_local = False
         self._monitor_last_value: Any = None
         self._mdel_done = False
         self._lock = threading.Lock()
         self._eng: Any = None
         self._gen = -1
-        self._tokens: tuple[int, int] | None = None
+        self._relay: _Relay | None = None
+        self._access_token: int | None = None
         self._detached = False
         self._ready = False
         self._last_conn: bool | None = None
         self._last_rights: int | None = None
-        self._told_conn: list[Callable[..., Any]] = []
-        self._told_access: list[Callable[..., Any]] = []
+        self._told_conn: list[Callable[..., Any]] | None = None
+        self._told_access: list[Callable[..., Any]] | None = None
         self._ntype = 0
         self._charval_dirty = False
         self._fast: Any = None
+        self._kept: dict[str, Any] | None = None  # (see _callback_args)
+        self._kept_stamp = -1
         self._float_fmt: tuple[Any, str, str] | None = None
         self._applied: Any = None
         self._seen_writes = 0
@@ -208,8 +312,8 @@ class PV(PVAttributes):
         self._update_hold()
         self._chan()
 
-    def _initial_args(self, monitor_delta: float | None) -> dict[str, Any]:
-        args = dict.fromkeys(self._fields)
+    def _initial_args(self, monitor_delta: float | None) -> Fields:
+        args = Fields()
         args.update(
             pvname=self.pvname,
             count=self._user_max_count,
@@ -229,6 +333,10 @@ class PV(PVAttributes):
             return eng
         ctx = _runtime.context()
         gen = _runtime.current_generation()
+        if self._gen != gen and self._gen != -1:
+            # A new Context (after fork() or a reset): the old lock may have been
+            # held by a thread that does not exist here.
+            self._lock = threading.Lock()
         with self._lock:
             if self._eng is not None and self._gen == gen and not self._detached:
                 return self._eng
@@ -241,21 +349,42 @@ class PV(PVAttributes):
             self._monref = self._monref_key = self._monref_mask = None
             self.chid = id(eng)
             self._args["chid"] = self.chid
-            conn = eng.connection_state_callback.add_callback(self._on_connection_event, run=True, weak=True)
-            access = eng.access_rights_callback.add_callback(self._on_access_event, run=True, weak=True)
-            self._tokens = (conn, access)
+            relay = self._relay = _Relay(self, eng)
+            relay.conn_token = eng.connection_state_callback.add_callback(relay.on_connection, run=True)
+            if self.access_callbacks:
+                self._watch_access()
         return eng
 
     def _unbind(self) -> None:
         with self._lock:
-            eng, tokens = self._eng, self._tokens
+            relay, self._relay = self._relay, None
             self._detached = True
             self._ready = False
-            self._tokens = None
             self._clear_monitor_locked()
-        if eng is not None and tokens is not None and self._gen == _runtime.generation:
-            eng.connection_state_callback.remove_callback(tokens[0])
-            eng.access_rights_callback.remove_callback(tokens[1])
+            token, self._access_token = self._access_token, None
+        if relay is not None and self._gen == _runtime.generation:
+            relay.drop()
+            if token is not None:
+                relay.eng.access_rights_callback.remove_callback(token)
+
+    def _watch_access(self) -> None:
+        """Have the engine report access-rights changes (only PVs with access callbacks need it).
+
+        Without, the access fields are read from the channel when needed.
+        """
+        relay = self._relay
+        if relay is not None and self._access_token is None:
+            self._access_token = relay.eng.access_rights_callback.add_callback(relay.on_access, run=True)
+
+    def _sync_access(self) -> None:
+        eng = self._eng
+        if eng is not None and self._access_token is None and self._ready:
+            rights = eng.access_rights & 3
+            if rights != self._last_rights:
+                self._last_rights = rights
+                args = self._args
+                args["read_access"], args["write_access"] = bool(rights & 1), bool(rights & 2)
+                args["access"] = _ACCESS_STRINGS[rights]
 
     def _update_hold(self) -> None:
         if self.callbacks or self.connection_callbacks or self.access_callbacks:
@@ -285,6 +414,8 @@ class PV(PVAttributes):
             args["read_access"] = bool(rights & 1)
             args["write_access"] = bool(rights & 2)
             args["access"] = _ACCESS_STRINGS[rights & 3]
+            if self._access_token is None:
+                self._last_rights = rights & 3
             self.ftype = ftype
             self._ntype = ntype
             self._fast = _convert.TIME_SCALARS.get(ftype) if nelm == 1 else None
@@ -327,22 +458,23 @@ class PV(PVAttributes):
             self._clear_monitor_locked()
             return
         mask = ca.DEFAULT_SUBSCRIPTION_MASK if self._auto_monitor is True else int(self._auto_monitor)
-        key = (self.ftype, self._user_max_count, mask)
-        if self._monref is not None and self._monref_key == key:
+        if self._monref is not None and self._monref_key == self.ftype and self._monref_mask == mask:
             return
         self._clear_monitor_locked()
         sub = self._eng.subscribe(data_type=self.ftype, data_count=self._user_max_count or None, mask=mask)
-        token = sub.add_callback(self._on_monitor_event, weak=True)
-        self._monref = (sub, token)
-        self._monref_key = key
+        relay = self._relay
+        assert relay is not None  # (bound: _ready is set)
+        token = sub.add_callback(relay)
+        relay.sub, relay.sub_token = sub, token
+        self._monref = sub
+        self._monref_key = self.ftype
         self._monref_mask = mask
 
     def _clear_monitor_locked(self) -> None:
-        monref, self._monref = self._monref, None
-        self._monref_key = self._monref_mask = None
-        if monref is not None:
-            sub, token = monref
-            sub.remove_callback(token)
+        self._monref = self._monref_key = self._monref_mask = None
+        relay = self._relay
+        if relay is not None:
+            relay.drop_monitor()
 
     def _check_auto_monitor(self) -> None:
         with self._lock:
@@ -380,7 +512,7 @@ class PV(PVAttributes):
             if conn == self._last_conn:
                 return  # the same event seen twice (registration raced the connection)
             self._last_conn = conn
-            told, self._told_conn = self._told_conn, []
+            told, self._told_conn = self._told_conn or (), None
         if conn:
             self._setup_connected()
         else:
@@ -399,7 +531,7 @@ class PV(PVAttributes):
             if rights == self._last_rights:
                 return
             self._last_rights = rights
-            told, self._told_access = self._told_access, []
+            told, self._told_access = self._told_access or (), None
         read, write = bool(rights & 1), bool(rights & 2)
         self._args.update(read_access=read, write_access=write, access=_ACCESS_STRINGS[rights])
         for func in list(self.access_callbacks):
@@ -410,8 +542,8 @@ class PV(PVAttributes):
         """Append a connection callback and call it now if connected (get_pv on a cached PV)."""
         if self.connected:
             with self._lock:
-                if self._last_conn is not True:
-                    self._told_conn.append(func)  # the pending event must not call it again
+                if self._last_conn is not True:  # the pending event must not call it again
+                    self._told_conn = [*(self._told_conn or ()), func]
             func(pvname=self.pvname, conn=True, pv=self)
         self.connection_callbacks.append(func)
         self._update_hold()
@@ -420,11 +552,13 @@ class PV(PVAttributes):
         """Append an access callback and call it now if connected (get_pv on a cached PV)."""
         if self.connected:
             with self._lock:
-                if self._last_rights is None:
-                    self._told_access.append(func)
+                if self._last_rights is None and self._access_token is not None:
+                    self._told_access = [*(self._told_access or ()), func]
             func(self.read_access, self.write_access, pv=self)
         self.access_callbacks.append(func)
         self._update_hold()
+        with self._lock:
+            self._watch_access()
 
     def _on_monitor_event(self, sub: Any, resp: Any) -> None:
         # The hot path: keep it short.  char_value is only computed when a
@@ -438,14 +572,14 @@ class PV(PVAttributes):
             args = self._args
             fmt = self._float_fmt
             if fmt is not None:  # a FLOAT/DOUBLE scalar: _convert.char_value's rule, inlined
-                precision = args["precision"]
+                precision = _get(args, F.PRECISION)
                 if precision is None:
-                    args["char_value"] = str(value)
+                    _set(args, F.CHAR_VALUE, str(value))
                     self._charval_dirty = False
                 elif precision == fmt[0]:
                     try:
                         big = 4 < abs(int(log10(abs(value + 1.0e-9))))
-                        args["char_value"] = (fmt[2] if big else fmt[1]) % value
+                        _set(args, F.CHAR_VALUE, (fmt[2] if big else fmt[1]) % value)
                         self._charval_dirty = False
                     except (ValueError, TypeError, ArithmeticError):
                         self._set_charval(value, call_ca=False)
@@ -455,7 +589,7 @@ class PV(PVAttributes):
                 self._set_charval(value, call_ca=False)
             if self.verbose:
                 ca.write(f"{self.pvname}: {args['char_value']} ({fmt_time(args['timestamp'])})")
-            self._run_all()
+            self._run_all(on_worker=True)
 
     def _apply(self, resp: Any) -> Any:
         """Put a monitor update into ``_args``; return its value."""
@@ -466,11 +600,11 @@ class PV(PVAttributes):
             # a TIME scalar: one unpack of the raw payload gives everything
             status, severity, secs, nsec, value = fast.unpack_from(bytes(resp))
             secs += _EPICS_EPOCH
-            args["status"] = status
-            args["severity"] = severity
-            args["timestamp"] = secs + 1.0e-6 * int(1.0e-3 * nsec)
-            args["posixseconds"] = secs
-            args["nanoseconds"] = nsec
+            _set(args, F.STATUS, status)
+            _set(args, F.SEVERITY, severity)
+            _set(args, F.TIMESTAMP, secs + 1.0e-6 * int(1.0e-3 * nsec))
+            _set(args, F.POSIXSECONDS, secs)
+            _set(args, F.NANOSECONDS, nsec)
         else:
             data = resp.data
             ntype = self._ntype
@@ -496,9 +630,9 @@ class PV(PVAttributes):
                 args["timestamp"] = time.time()
                 args["posixseconds"] = 0
                 args["nanoseconds"] = 0
-        args["value"] = value
-        args["count"] = n
-        args["ftype"] = self.ftype
+        _set(args, F.VALUE, value)
+        _set(args, F.COUNT, n)
+        _set(args, F.FTYPE, self.ftype)
         self._charval_dirty = True
         self._applied = resp
         return value
@@ -521,7 +655,7 @@ class PV(PVAttributes):
         """Bring ``_args`` up to the newest monitor update received (callback threads may lag)."""
         monref = self._monref
         if monref is not None:
-            resp = monref[0].most_recent_response
+            resp = monref.most_recent_response
             if resp is not None and resp is not self._applied and resp.status == 1:
                 self._apply(resp)
 
@@ -566,6 +700,7 @@ class PV(PVAttributes):
         resp = eng.read(data_type=self.ftype, data_count=self._user_max_count or None, timeout=self.connection_timeout)
         if self._args["value"] is None and resp.status == 1:
             self._apply(resp)
+            self._applied = None  # (not a monitor update: keep no reference to it)
 
     def connect(self, timeout: float | None = None) -> bool:
         """Wait for the connection; True when connected and its type is known."""
@@ -779,6 +914,7 @@ class PV(PVAttributes):
 
     def _args_copy(self) -> dict[str, Any]:
         self._refresh()
+        self._sync_access()
         if self._charval_dirty:
             self._set_charval(self._args["value"], call_ca=False)
         return self._args.copy()
@@ -941,7 +1077,27 @@ class PV(PVAttributes):
         if callable(func):
             func(**kwds)
 
-    def _run_all(self) -> None:
+    def _callback_args(self, fresh: bool = True) -> dict[str, Any]:
+        """The dict of every field given to value callbacks.
+
+        A copy is kept per PV: after a monitor update only the fields it
+        changed are refreshed (a full rebuild costs eight times more).  With
+        ``fresh=False`` that kept dict itself is returned, for a caller that
+        passes it as ``**kwargs`` (the callee always gets its own copy).
+        """
+        args = self._args
+        kept = self._kept
+        if kept is None or self._kept_stamp != args.stamp:
+            kept = self._kept = args.copy()
+            self._kept_stamp = args.stamp
+        else:
+            for i, key in F.MONITORED:
+                kept[key] = _get(args, i)
+        return kept.copy() if fresh else kept
+
+    def _run_all(self, on_worker: bool = False) -> None:
+        if self._access_token is None:
+            self._sync_access()
         callbacks = self.callbacks
         if len(callbacks) == 1:  # the common case, without sorting
             try:
@@ -949,7 +1105,9 @@ class PV(PVAttributes):
             except ValueError:  # changed meanwhile by another thread
                 pass
             else:
-                kwds = self._args.copy()
+                # On the callback thread (the only one that uses the kept dict
+                # this way) the kept dict is passed as is: func(**kwds) copies it.
+                kwds = self._callback_args(fresh=bool(kw) or not on_worker)
                 if kw:
                     kwds.update(kw)
                 kwds["cb_info"] = (index, self)
@@ -961,7 +1119,7 @@ class PV(PVAttributes):
         for index, (func, kw) in sorted(list(callbacks.items()), key=_FIRST):
             if callbacks.get(index) is None:
                 continue  # removed by an earlier callback of this round
-            kwds = self._args.copy()
+            kwds = self._callback_args()
             if kw:
                 kwds.update(kw)
             kwds["cb_info"] = (index, self)
@@ -970,6 +1128,7 @@ class PV(PVAttributes):
     # -- properties (pyepics reads missing ones from the server) ------------------------------
     def _getarg(self, arg: str) -> Any:
         self._refresh()
+        self._sync_access()
         args = self._args
         if args["value"] is None or self._stale():
             self.get()
@@ -1004,11 +1163,27 @@ class PV(PVAttributes):
 
 def _put(pv: PV, value: Any, wait: bool, timeout: float, done: Callable[..., Any] | None, data: Any) -> int | None:
     """pyepics' ``ca.put``: convert, write, optionally wait; 1, -1 or None."""
-    eng = pv._chan()
-    ntype = pv._ntype
+    return _write_channel(pv._chan(), pv._ntype, pv.pvname, value, wait, timeout, done, data)
+
+
+def _write_channel(
+    eng: Any,
+    ntype: int,
+    name: str,
+    value: Any,
+    wait: bool,
+    timeout: float,
+    done: Callable[..., Any] | None,
+    data: Any,
+) -> int | None:
+    """Convert *value* for native type *ntype*, write it to the engine PV *eng*; 1, -1 or None.
+
+    Shared by :meth:`PV.put` and :func:`compat.ca.put`.  *done* is called as
+    ``done(pvname=name, **data)`` (``data=data`` when it is not a dict) once
+    the put completes.
+    """
     nelm = eng.native_data_count or 1
     payload, count = _convert.encode_put(value, ntype, nelm, utils.wire_encoding())
-    name = pv.pvname
     callback = None
     if done is not None:
         kwargs = data if isinstance(data, dict) else {"data": data}

@@ -11,6 +11,8 @@ import logging
 import os
 import pickle
 import queue
+import select
+import signal
 import threading
 import time
 import weakref
@@ -297,9 +299,21 @@ def test_a_forked_child_builds_its_own_context(epics: Any, cioc: IOCHandle) -> N
         finally:
             os._exit(code)
     os.close(wfd)
-    with os.fdopen(rfd, "rb") as fh:
-        data = fh.read()
-    _, status = os.waitpid(pid, 0)
+    data = b""
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([rfd], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(rfd, 65536) if ready else b""
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(rfd)
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if not done:  # the child is stuck: do not leave it behind
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert pickle.loads(data) == {"fresh": True, "caget": 42, "old_pv": 3.5, "new_ctx": True}
     # the parent's connection was not disturbed
