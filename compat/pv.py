@@ -218,35 +218,7 @@ class PV(PVAttributes):
 
     _fmtsca = "<PV '%(pvname)s', count=%(count)i, type=%(typefull)s, access=%(access)s>"
     _fmtarr = "<PV '%(pvname)s', count=%(count)i/%(nelm)i, type=%(typefull)s, access=%(access)s>"
-    _fields = (
-        "pvname",
-        "value",
-        "char_value",
-        "status",
-        "ftype",
-        "chid",
-        "host",
-        "count",
-        "access",
-        "write_access",
-        "read_access",
-        "severity",
-        "timestamp",
-        "posixseconds",
-        "nanoseconds",
-        "precision",
-        "units",
-        "enum_strs",
-        "monitor_delta",
-        "upper_disp_limit",
-        "lower_disp_limit",
-        "upper_alarm_limit",
-        "lower_alarm_limit",
-        "lower_warning_limit",
-        "upper_warning_limit",
-        "upper_ctrl_limit",
-        "lower_ctrl_limit",
-    )
+    _fields = F.KEYS[:-3]  # pyepics's PV._fields: every field but nelm, type, typefull
 
     def __init__(
         self,
