@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -334,8 +334,9 @@ def run_child(
     ioc: IOCHandle,
     timeout: float,
     mem_limit: int,
+    module: str = "tools._bench_workers",
 ) -> RunResult:
-    """Run one scenario for one client in a fresh process; never raises."""
+    """Run one scenario for one client in a fresh process (``python -m module``); never raises."""
     import psutil
 
     params = dict(params, mem_limit=mem_limit)
@@ -346,7 +347,7 @@ def run_child(
     ):
         json.dump(params, pfile)  # 10k PV names do not fit in one argv string
         pfile.flush()
-        argv = [sys.executable, "-m", "tools._bench_workers", worker, client, "@" + pfile.name]
+        argv = [sys.executable, "-m", module, worker, client, "@" + pfile.name]
         t0 = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -775,33 +776,52 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
+def cli(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    doc: str,
+    scenarios: Sequence[Any],
+    clients: Sequence[str],
+    default_timeout: float,
+    run_all: Callable[[argparse.Namespace], dict[str, Any]],
+) -> int:
+    """The command line shared by the benchmark tools: parse, run, print, write JSON."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    names = [sc.name for sc in scenarios]
     parser.add_argument("--quick", action="store_true", help="~10x smaller counts and durations (smoke run)")
-    parser.add_argument("--only", nargs="+", metavar="NAME", choices=SCENARIO_NAMES, help="run only these scenarios")
+    parser.add_argument("--only", nargs="+", metavar="NAME", choices=names, help="run only these scenarios")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--clients", nargs="+", choices=CLIENTS, default=list(CLIENTS), help="clients to run")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="hard wall-clock limit per child (s)")
+    parser.add_argument("--clients", nargs="+", choices=clients, default=list(clients), help="clients to run")
+    parser.add_argument("--timeout", type=float, default=default_timeout, help="hard wall-clock limit per child (s)")
     parser.add_argument("--mem-limit", type=float, default=DEFAULT_MEM_LIMIT_GIB, help="memory limit per child (GiB)")
     parser.add_argument("--repeat", type=int, default=1, help="run each child N times, keep the best (default 1)")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C: running children are killed, the IOC stopped.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.list:
-        for sc in SCENARIOS:
-            print(f"{sc.name:<18} {sc.description}")
+        for sc in scenarios:
+            print(f"{sc.name:<20} {sc.description}")
         return 0
-    report = run(args)
+    report = run_all(args)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(report, fh, indent=2, default=str)
         print(f"\nJSON written to {args.json}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli(
+        argv,
+        prog="python -m tools.bench",
+        doc=__doc__ or "",
+        scenarios=SCENARIOS,
+        clients=CLIENTS,
+        default_timeout=DEFAULT_TIMEOUT,
+        run_all=run,
+    )
 
 
 if __name__ == "__main__":

@@ -19,37 +19,24 @@ mem_per_pv_10k, reentrant_100 (see ``--list``).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import math
 import os
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from caclient.testing import IOCHandle
+from tools import bench
 from tools._bench_compat_workers import CLIENTS
-from tools._bench_workers import CLOSE_MARK, RESULT_MARK
 from tools.bench import (
     GIB,
-    ROOT,
     WF_FIRST,
     Metric,
     RunResult,
-    _child_env,
     _fmt_adv,
     _fmt_value,
-    _kill,
-    _last_lines,
-    _parse_lines,
     _prepare_waveforms,
-    _reap,
-    _watch,
     advantage,
     best_of,
     ioc_manager,
@@ -245,64 +232,8 @@ SCENARIO_NAMES = tuple(s.name for s in SCENARIOS)
 
 # ----------------------------------------------------------------------------- children
 def run_child(worker: str, client: str, params: dict[str, Any], ioc: IOCHandle, timeout: float, mem: int) -> RunResult:
-    """Run one scenario for one client in a fresh process; never raises."""
-    import psutil
-
-    params = dict(params, mem_limit=mem)
-    with (
-        tempfile.NamedTemporaryFile("w", suffix=".json", prefix="compat-bench-") as pfile,
-        tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as out,
-        tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err,
-    ):
-        json.dump(params, pfile)
-        pfile.flush()
-        argv = [sys.executable, "-m", "tools._bench_compat_workers", worker, client, "@" + pfile.name]
-        t0 = time.monotonic()
-        try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=str(ROOT),
-                env=_child_env(ioc),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            return RunResult(False, error=f"could not start child: {exc}")
-        descendants: set[int] = set()
-        try:
-            ps = psutil.Process(proc.pid)
-        except psutil.Error:
-            ps = None
-        try:
-            killed_for, peak = _watch(proc, ps, out, t0, timeout, mem, descendants)
-        except BaseException:
-            _kill(proc)
-            raise
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(10)
-        _reap(descendants)
-        wall = time.monotonic() - t0
-        out.seek(0)
-        stdout = out.read()
-        err.seek(0)
-        stderr = err.read()
-    res = _parse_lines(stdout, RESULT_MARK)
-    closing = _parse_lines(stdout, CLOSE_MARK)
-    rr = RunResult(False, wall_s=wall, peak_rss_parent_view_mb=peak / 2**20)
-    if res is not None and "metrics" in res:
-        rr.ok = True
-        rr.metrics = res["metrics"]
-        rr.info = res.get("info", {})
-        if killed_for:
-            rr.notes.append(f"{client}: result delivered, then killed: {killed_for}")
-        elif closing is None:
-            rr.notes.append(f"{client}: exited with code {proc.returncode} while closing: {_last_lines(stderr)}")
-        return rr
-    rr.error = res["error"] if res is not None and "error" in res else (killed_for or f"exit {proc.returncode}")
-    rr.info["stderr_tail"] = _last_lines(stderr, 5)
-    return rr
+    """Run one compat scenario for one client in a fresh process; never raises."""
+    return bench.run_child(worker, client, params, ioc, timeout, mem, module="tools._bench_compat_workers")
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -448,32 +379,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench_compat", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller counts and durations (smoke run)")
-    parser.add_argument("--only", nargs="+", metavar="NAME", choices=SCENARIO_NAMES, help="run only these scenarios")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--clients", nargs="+", choices=CLIENTS, default=list(CLIENTS), help="clients to run")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="hard wall-clock limit per child (s)")
-    parser.add_argument("--mem-limit", type=float, default=DEFAULT_MEM_LIMIT_GIB, help="memory limit per child (GiB)")
-    parser.add_argument("--repeat", type=int, default=1, help="run each child N times, keep the best")
-    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    if args.list:
-        for sc in SCENARIOS:
-            print(f"{sc.name:<20} {sc.description}")
-        return 0
-    report = run(args)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(report, fh, indent=2, default=str)
-        print(f"\nJSON written to {args.json}")
-    return 0
+    return bench.cli(
+        argv,
+        prog="python -m tools.bench_compat",
+        doc=__doc__ or "",
+        scenarios=SCENARIOS,
+        clients=CLIENTS,
+        default_timeout=DEFAULT_TIMEOUT,
+        run_all=run,
+    )
 
 
 if __name__ == "__main__":
