@@ -5,13 +5,12 @@ and delivery iterates over whichever tuple it read, with no lock.  So a
 callback removed while a delivery is running may still get that one delivery,
 but never a later one, and delivery never blocks registration.  Mutations must
 be serialised by the owner's lock (the registry has none of its own, to keep
-a subscribed PV small).
+a subscribed PV small: the owners share their PV's lock).
 """
 
 from __future__ import annotations
 
 import inspect
-import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -52,7 +51,12 @@ class _Entry:
 
 
 class Registry:
-    """Tokens → callbacks, copy-on-write (see module docstring)."""
+    """Tokens → callbacks, copy-on-write (see module docstring).
+
+    A base class rather than a member, so that each subscribed PV carries one
+    object less; its methods are private so they do not add to the public
+    API of the classes built on it.
+    """
 
     __slots__ = ("_entries", "_next")
 
@@ -60,7 +64,7 @@ class Registry:
         self._entries: tuple[_Entry, ...] = ()
         self._next = 0
 
-    def add(self, func: Callable[..., Any], weak: bool = False) -> tuple[int, bool]:
+    def _register(self, func: Callable[..., Any], weak: bool = False) -> tuple[int, bool]:
         """Add *func*; return its token and whether the registry was empty before."""
         if not callable(func):
             raise TypeError(f"callback must be callable, not {type(func).__name__}")
@@ -70,21 +74,12 @@ class Registry:
         self._entries = (*self._entries, entry)
         return entry.token, was_empty
 
-    def remove(self, token: int) -> bool:
+    def _unregister(self, token: int) -> bool:
         """Remove by token; return True when the registry is now empty."""
         self._entries = tuple(e for e in self._entries if e.token != token)
         return not self._entries
 
-    def clear(self) -> None:
-        self._entries = ()
-
-    def entries(self) -> tuple[_Entry, ...]:
-        return self._entries
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def call(self, *args: Any) -> int:
+    def _call_all(self, *args: Any) -> int:
         """Call every live callback with *args* (the last ``nargs`` of them).
 
         Returns how many dead weak callbacks were skipped (the owner prunes
@@ -120,52 +115,54 @@ class Registry:
             raise error
         return dead
 
-    def prune(self) -> None:
+    def _prune_dead(self) -> None:
         """Drop weak callbacks whose target is gone."""
         self._entries = tuple(e for e in self._entries if e.get() is not None)
 
 
-class CallbackHandler:
+class CallbackHandler(Registry):
     """Connection-state or access-rights callbacks of one PV.
 
     Callbacks are called as ``func(pv, state)``; see :class:`caclient.PV`.
+    Registration is serialised by the PV's lock (never held while
+    callbacks run).
     """
 
-    __slots__ = ("_pv", "_current", "_registry", "_lock")
+    __slots__ = ("_pv", "_current")
 
-    def __init__(self, pv: Any, current: Callable[[], Any | None]) -> None:
+    def __init__(self, pv: Any, current: Callable[[Any], Any | None]) -> None:
+        super().__init__()
         self._pv = pv
-        self._current = current
-        self._registry = Registry()
-        self._lock = threading.Lock()
+        self._current = current  # (an unbound function of the PV: no bound method kept per PV)
 
     def add_callback(self, func: Callable[..., Any], run: bool = False, weak: bool = False) -> int:
         """Register *func*; with *run*, also call it now with the current state."""
-        with self._lock:
-            token, _ = self._registry.add(func, weak)
+        pv = self._pv
+        with pv._lock:
+            token, _ = self._register(func, weak)
         if run:
-            state = self._current()
+            state = self._current(pv)
             if state is not None:
-                self._pv.context._dispatcher.submit(self._pv, _call_one, func, self._pv, state)
+                pv.context._dispatcher.submit(pv, _call_one, func, pv, state)
         return token
 
     def remove_callback(self, token: int) -> None:
         """Remove the callback registered under *token* (unknown tokens are ignored)."""
-        with self._lock:
-            self._registry.remove(token)
+        with self._pv._lock:
+            self._unregister(token)
 
     def clear(self) -> None:
         """Remove every callback."""
-        with self._lock:
-            self._registry.clear()
+        with self._pv._lock:
+            self._entries = ()
 
     def __len__(self) -> int:
-        return len(self._registry)
+        return len(self._entries)
 
     def _fire(self, state: Any) -> None:
-        if self._registry.call(self._pv, state):
-            with self._lock:
-                self._registry.prune()
+        if self._call_all(self._pv, state):
+            with self._pv._lock:
+                self._prune_dead()
 
 
 def _call_one(func: Callable[..., Any], pv: Any, state: Any) -> None:

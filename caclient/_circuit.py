@@ -47,12 +47,14 @@ from ._config import Address
 from ._dbr import payload_size
 from ._errors import DisconnectedError, ProtocolError, RemoteError, eca_message
 from ._response import ReadResponse
+from ._subscription import Subscription
 from ._sync import IOThread, Pending, Wakeup
 
 if TYPE_CHECKING:
     from ._context import Context
     from ._pv import PV
-    from ._subscription import Subscription
+
+_deliver = Subscription._deliver  # (queued as a plain function: no bound method per update)
 
 log = logging.getLogger("caclient.circuit")
 
@@ -128,7 +130,7 @@ class Circuit:
                 self._channels[cid] = pv
                 pv._cid = cid  # written once here, before CREATE_CHAN is sent
                 cids.append(cid)
-                msgs.append(_proto.create_chan(pv._encoded_name, cid))
+                msgs.append(_proto.create_chan(pv.name.encode(self._encoding), cid))
             if self._state == CONNECTING:
                 self._queued_creates.extend(msgs)
                 msgs = []
@@ -445,6 +447,7 @@ class Circuit:
         jobs: list[Any] = []
         subs = self._subs  # read without _lock: dict.get is atomic, writers hold _lock
         encoding = self._encoding
+        deliver = _deliver
         while end - start >= 16:
             cmd, size, dtype, count, p1, p2 = unpack(buf, start)
             body = start + 16
@@ -472,7 +475,7 @@ class Circuit:
                     resp = ReadResponse(dtype, count, p1, bytes(buf[body:stop]), encoding)
                     if sub.all_updates:
                         sub.most_recent_response = resp
-                        jobs.append((sub.pv, sub._deliver_fn, (resp,)))
+                        jobs.append((sub.pv, deliver, (sub, resp)))
                     else:
                         job = sub._on_update_latest(resp)
                         if job is not None:
@@ -503,7 +506,7 @@ class Circuit:
                 resp = ReadResponse(dtype, count, p1, payload, self._encoding)
                 if sub.all_updates:
                     sub.most_recent_response = resp
-                    return [(sub.pv, sub._deliver_fn, (resp,))]
+                    return [(sub.pv, _deliver, (sub, resp))]
                 job = sub._on_update_latest(resp)
                 return [job] if job is not None else []
             return []

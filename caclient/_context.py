@@ -15,7 +15,7 @@ circuit closes, :meth:`_on_circuit_closed` forgets it and searches again for
 the names of its channels.
 
 Rules (lock order, from outermost)
-  1. ``Context._lock`` guards ``_pvs``, ``_by_name``, ``_circuits``, ``_closed``.
+  1. ``Context._lock`` guards ``_pvs``, ``_circuits``, ``_closed``.
   2. ``PV._lock`` (see ``_pv``).
   3. ``Subscription._lock`` (see ``_subscription``).
   4. Leaf locks: ``Circuit._lock`` then ``Circuit._send_lock``; the
@@ -115,8 +115,9 @@ class Context:
         self._state_changed = threading.Condition(threading.Lock())
         self._closed = False
         self._forked = False  # set in a child process that inherited this Context
-        self._pvs: dict[tuple[str, int], PV] = {}
-        self._by_name: dict[str, list[PV]] = {}
+        # name → its PV, or a tuple of its PVs when several priorities are in
+        # use (rare): no key tuple or list per PV.
+        self._pvs: dict[str, PV | tuple[PV, ...]] = {}
         self._circuits: dict[tuple[Address, int], Circuit] = {}
         self._ids = itertools.count(1)
         self._backlog_high = DEFAULT_BACKLOG_HIGH
@@ -151,7 +152,7 @@ class Context:
 
     def __repr__(self) -> str:
         with self._lock:
-            pvs = list(self._pvs.values())
+            pvs = [pv for entry in self._pvs.values() for pv in _each(entry)]
             ncirc = len(self._circuits)
         idle = sum(1 for pv in pvs if pv.state == "idle")
         closed = " closed" if self._closed else ""
@@ -205,14 +206,18 @@ class Context:
         with self._lock:
             if self._closed:
                 raise ContextClosedError(self._closed_why())
+            table = self._pvs
             for name in names:
-                key = (name, priority)
-                pv = self._pvs.get(key)
-                if pv is None:
-                    pv = self._pvs[key] = PV(name, priority, self)
-                    self._by_name.setdefault(name, []).append(pv)
-                    new.append(pv)
-                out.append(pv)
+                entry = table.get(name)
+                if isinstance(entry, PV) and entry.priority == priority:
+                    out.append(entry)
+                    continue
+                found = next((p for p in _each(entry) if p.priority == priority), None)
+                if found is None:
+                    found = PV(name, priority, self)
+                    table[name] = found if entry is None else (*_each(entry), found)
+                    new.append(found)
+                out.append(found)
         for pv in out:
             if connection_state_callback is not None:
                 pv.connection_state_callback.add_callback(connection_state_callback, run=True)
@@ -568,7 +573,7 @@ class Context:
             if self._closed:
                 return
             for name, address, _minor in found:
-                for pv in self._by_name.get(name, ()):
+                for pv in _each(self._pvs.get(name)):
                     key = (address, pv.priority)
                     circuit = self._circuits.get(key)
                     if circuit is None or circuit.closed:
@@ -607,3 +612,10 @@ class Context:
             self._search(channels, delay)
         elif not closed and channels:
             self._search(channels)
+
+
+def _each(entry: PV | tuple[PV, ...] | None) -> tuple[PV, ...]:
+    """The PVs of one ``Context._pvs`` entry."""
+    if entry is None:
+        return ()
+    return entry if isinstance(entry, tuple) else (entry,)

@@ -10,7 +10,8 @@ read and write, waiting on the Context's shared condition with a deadline.
 
 Locks: ``_lock`` guards ``_state``, ``_circuit``, ``_cid``, ``_sid``,
 ``native_data_type``, ``native_data_count``, ``access_rights`` and
-``_subscriptions``.  Order: Context._lock → PV._lock → Subscription._lock →
+``_subscriptions``; the PV's subscriptions and callback handlers share it
+(one lock per PV, not one per object).  Order: Context._lock → PV._lock →
 Circuit locks.  Callbacks never run under it: state changes return dispatcher
 jobs, and the circuit thread submits them after the lock is released.
 """
@@ -75,7 +76,6 @@ class PV:
         "name",
         "priority",
         "context",
-        "_encoded_name",
         "_lock",
         "_state",
         "_circuit",
@@ -95,7 +95,6 @@ class PV:
         self.name = name
         self.priority = priority
         self.context = context
-        self._encoded_name = name.encode(context.encoding)
         self._lock = threading.Lock()
         self._state = SEARCHING
         self._circuit: Circuit | None = None
@@ -104,7 +103,7 @@ class PV:
         self.native_data_type: ChannelType | None = None
         self.native_data_count: int | None = None
         self.access_rights = AccessRights.NO_ACCESS
-        self._subscriptions: dict[tuple[Any, ...], Subscription] | None = None
+        self._subscriptions: tuple[Subscription, ...] = ()  # (few per PV: a tuple is smaller than a dict)
         self._waiters: list[queue.SimpleQueue[PV]] | None = None
         self._conn_cbs: CallbackHandler | None = None
         self._access_cbs: CallbackHandler | None = None
@@ -116,7 +115,7 @@ class PV:
         if handler is None:
             with self._lock:
                 if self._conn_cbs is None:
-                    self._conn_cbs = CallbackHandler(self, self._connection_state)
+                    self._conn_cbs = CallbackHandler(self, PV._connection_state)
                 handler = self._conn_cbs
         return handler
 
@@ -127,7 +126,7 @@ class PV:
         if handler is None:
             with self._lock:
                 if self._access_cbs is None:
-                    self._access_cbs = CallbackHandler(self, self._access_state)
+                    self._access_cbs = CallbackHandler(self, PV._access_state)
                 handler = self._access_cbs
         return handler
 
@@ -541,26 +540,30 @@ class PV:
             mask = _DEFAULT_MASK
         if isinstance(data_type, str):
             self._resolve_type(data_type, 0)  # validate now, not at connection time
-        key = (data_type, data_count, mask, all_updates)
         with self._lock:
-            if self._subscriptions is None:
-                self._subscriptions = {}
-            sub = self._subscriptions.get(key)
-            if sub is None:
-                sub = self._subscriptions[key] = Subscription(self, data_type, data_count, mask, all_updates)
+            for sub in self._subscriptions:
+                if (
+                    sub.data_type == data_type
+                    and sub.data_count == data_count
+                    and sub.mask == mask
+                    and sub.all_updates == all_updates
+                ):
+                    return sub
+            sub = Subscription(self, data_type, data_count, mask, all_updates)
+            self._subscriptions = (*self._subscriptions, sub)
         return sub
 
     def unsubscribe_all(self) -> None:
         """Clear every subscription's callbacks."""
         with self._lock:
-            subs = list(self._subscriptions.values()) if self._subscriptions else []
+            subs = self._subscriptions
         for sub in subs:
             sub.clear()
 
     def go_idle(self) -> None:
         """Release the channel until next use (declined while subscriptions have callbacks)."""
         with self._lock:
-            if self._subscriptions and any(sub.wanted for sub in self._subscriptions.values()):
+            if any(sub.wanted for sub in self._subscriptions):
                 return
             state, circuit, cid, sid = self._state, self._circuit, self._cid, self._sid
             if state == IDLE:
@@ -610,10 +613,8 @@ class PV:
             except ValueError:
                 self.native_data_type = None
             self.native_data_count = count
-            if self._subscriptions:
-                for sub in self._subscriptions.values():
-                    if sub.wanted:
-                        sub._activate(circuit, sid, dtype, count)
+            for sub in self._subscriptions:
+                sub._activate_locked(circuit, sid, dtype, count)
             rights = self.access_rights
             waiters, self._waiters = self._waiters, None
             conn_cbs, access_cbs = self._conn_cbs, self._access_cbs
@@ -647,9 +648,8 @@ class PV:
             self.access_rights = AccessRights.NO_ACCESS
             closed = self.context._closed
             self._state = DISCONNECTED if closed else SEARCHING
-            if self._subscriptions:
-                for sub in self._subscriptions.values():
-                    sub._deactivated()
+            for sub in self._subscriptions:
+                sub._deactivated_locked()
             handler = self._conn_cbs
         if research and not closed:
             self.context._search([self], delay)

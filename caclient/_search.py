@@ -125,6 +125,7 @@ class SearchScheduler:
         entry = self._by_name.pop(name, None)
         if entry is not None:
             del self._by_id[entry.search_id]
+            self._shrink_if_done()
 
     def answered(self, search_id: int) -> str | None:
         """Mark the search with this id answered; return its name or None if unknown."""
@@ -132,7 +133,16 @@ class SearchScheduler:
         if entry is None:
             return None
         del self._by_name[entry.name]
+        self._shrink_if_done()
         return entry.name
+
+    def _shrink_if_done(self) -> None:
+        # Dicts never shrink: once every name is found, start afresh rather
+        # than keep tables sized for the largest burst of names ever searched.
+        if not self._by_name:
+            self._by_name = {}
+            self._by_id = {}
+            self._heap = []
 
     def name_of(self, search_id: int) -> str | None:
         entry = self._by_id.get(search_id)

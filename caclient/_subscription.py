@@ -14,15 +14,16 @@ PV, so one PV's callbacks run in order and never concurrently.  With
 ``all_updates=False`` it keeps only the newest undelivered update instead
 (:meth:`_on_update_latest`).
 
-Locks: ``_lock`` guards ``_subid``, ``_circuit``, ``_latest`` and ``dropped``.  Lock order is
-PV._lock → Subscription._lock → Circuit locks.  ``Circuit.send`` is called
-with ``_lock`` held on purpose — it never blocks — so that EVENT_ADD and
-EVENT_CANCEL for one subscription go out in the order the user asked for.
+Locks: ``_lock`` is the PV's own lock (shared, so that a subscribed PV costs
+one lock, not three); it guards the callbacks, ``_subid``, ``_circuit``,
+``_latest`` and ``dropped``.  Lock order is PV._lock → Circuit locks.
+``Circuit.send`` is called with ``_lock`` held on purpose — it never blocks —
+so that EVENT_ADD and EVENT_CANCEL for one subscription go out in the order
+the user asked for.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 DataType = "str | int | _dbr.ChannelType | None"
 
 
-class Subscription:
+class Subscription(Registry):
     """A monitor on a PV, fanned out to any number of callbacks.
 
     Created by :meth:`PV.subscribe`; nothing is sent to the server until the
@@ -70,14 +71,10 @@ class Subscription:
         "mask",
         "most_recent_response",
         "_lock",
-        "_registry",
         "_subid",
         "_circuit",
-        "_encoding",
-        "_dispatcher",
         "_sent_type",
         "_sent_count",
-        "_deliver_fn",
         "all_updates",
         "dropped",
         "_latest",
@@ -87,6 +84,7 @@ class Subscription:
     def __init__(
         self, pv: PV, data_type: Any, data_count: int | None, mask: int, all_updates: bool = True
     ) -> None:
+        super().__init__()
         self.pv = pv
         self.data_type = data_type
         self.data_count = data_count
@@ -95,25 +93,21 @@ class Subscription:
         self.dropped = 0
         self._latest: ReadResponse | None = None  # all_updates=False: the update not yet delivered
         self.most_recent_response: ReadResponse | None = None
-        self._lock = threading.Lock()
-        self._registry = Registry()
+        self._lock = pv._lock
         self._subid: int | None = None
         self._circuit: Circuit | None = None
-        self._encoding = pv.context.encoding
-        self._dispatcher = pv.context._dispatcher
         self._sent_type = 0
         self._sent_count = 0
-        self._deliver_fn = self._deliver  # bound once: the circuit's hot path uses it
 
     def __repr__(self) -> str:
-        state = "active" if self._subid is not None else ("pending" if len(self._registry) else "idle")
-        n = len(self._registry)
+        n = len(self._entries)
+        state = "active" if self._subid is not None else ("pending" if n else "idle")
         return f"<Subscription to {self.pv.name!r} data_type={self.data_type!r} mask={self.mask} {state} callbacks={n}>"
 
     @property
     def callbacks(self) -> dict[int, Callable[..., Any]]:
         """The live callbacks by token."""
-        return {e.token: f for e in self._registry.entries() if (f := e.get()) is not None}
+        return {e.token: f for e in self._entries if (f := e.get()) is not None}
 
     def add_callback(self, func: Callable[..., Any], *, weak: bool = False) -> int:
         """Add a callback and return its token.
@@ -122,8 +116,8 @@ class Subscription:
         once right away with the most recent update, if there was one.
         """
         pv = self.pv
-        with pv._lock, self._lock:
-            token, first = self._registry.add(func, weak)
+        with self._lock:
+            token, first = self._register(func, weak)
             if (
                 first
                 and self._subid is None
@@ -136,13 +130,13 @@ class Subscription:
         if first:
             pv._wake_if_idle()  # a PV left idle by go_idle() reconnects for its subscribers
         if not first and recent is not None:
-            self._dispatcher.submit(pv, self._replay, token, recent)
+            pv.context._dispatcher.submit(pv, self._replay, token, recent)
         return token
 
     def _replay(self, token: int, resp: ReadResponse) -> None:
         # Worker thread: give a late callback the most recent update (looked up
         # by token, so a weak callback is not kept alive by the queued job).
-        for entry in self._registry.entries():
+        for entry in self._entries:
             if entry.token == token:
                 func = entry.get()
                 if func is not None:
@@ -152,38 +146,35 @@ class Subscription:
     def remove_callback(self, token: int) -> None:
         """Remove a callback; removing the last one cancels the subscription."""
         with self._lock:
-            if self._registry.remove(token):
+            if self._unregister(token):
                 self._cancel_locked()
 
     def _prune(self) -> None:
         # Worker thread, after a delivery found a dead weak callback.
         with self._lock:
-            self._registry.prune()
-            if not len(self._registry):
+            self._prune_dead()
+            if not self._entries:
                 self._cancel_locked()
 
     def clear(self) -> None:
         """Remove every callback and cancel the subscription."""
         with self._lock:
-            self._registry.clear()
+            self._entries = ()
             self._cancel_locked()
 
     @property
     def wanted(self) -> bool:
         """True while the subscription has callbacks (and so should be active)."""
-        return len(self._registry) > 0
+        return bool(self._entries)
 
     # -- engine side ---------------------------------------------------------------
     def _wire_type(self, native: int | None) -> tuple[int, str]:
         return self.pv._resolve_type(self.data_type, native)
 
-    def _activate(self, circuit: Circuit, sid: int, native: int | None, count: int | None) -> None:
-        """Send EVENT_ADD on *circuit* (called with the PV's lock held)."""
-        with self._lock:
-            if len(self._registry) and self._subid is None:
-                self._activate_locked(circuit, sid, native, count)
-
     def _activate_locked(self, circuit: Circuit, sid: int, native: int | None, count: int | None) -> None:
+        """Send EVENT_ADD on *circuit* if wanted and not yet active (the PV's lock is held)."""
+        if not self._entries or self._subid is not None:
+            return
         dtype, _ = self._wire_type(native)
         if self.data_count is not None:
             n = self.data_count
@@ -218,11 +209,10 @@ class Subscription:
             except DisconnectedError:
                 pass
 
-    def _deactivated(self) -> None:
-        """The channel went away: forget the server-side subscription."""
-        with self._lock:
-            self._subid = None
-            self._circuit = None
+    def _deactivated_locked(self) -> None:
+        """The channel went away: forget the server-side subscription (the PV's lock is held)."""
+        self._subid = None
+        self._circuit = None
 
     def _on_update_latest(self, resp: ReadResponse) -> tuple[Any, Callable[..., Any], tuple[Any, ...]] | None:
         # Circuit thread, all_updates=False: keep only the newest undelivered
@@ -243,8 +233,10 @@ class Subscription:
             self._deliver(resp)
 
     def _deliver(self, resp: ReadResponse) -> None:
-        # Worker thread: run the callbacks; forget weak ones that died.
-        if self._registry.call(self, resp):
+        # Worker thread: run the callbacks; forget weak ones that died.  The
+        # circuit queues ``(pv, Subscription._deliver, (sub, resp))``: the
+        # plain function, so no bound method is made or kept per subscription.
+        if self._call_all(self, resp):
             self._prune()
 
     def _on_error(self, status: int, message: str) -> list[Any]:

@@ -50,7 +50,10 @@ log = logging.getLogger("caclient.search")
 
 FoundCallback = Callable[[list[tuple[str, Address, int]]], None]
 
-_REMEMBER_ANSWERS = 100_000
+# Answers remembered to warn about a second server answering for a name:
+# duplicates arrive within milliseconds of the first answer, so the recent
+# ones are enough (and a Context with 100k PVs does not keep 100k of them).
+_REMEMBER_ANSWERS = 4096
 _RCVBUF = 4 * 1024 * 1024
 
 
@@ -74,6 +77,7 @@ class UdpSearcher:
         self._wakeup = Wakeup()
         self._scheduler = SearchScheduler(max_interval=config.max_search_period, encoding=encoding)
         self._answers: dict[int, tuple[str, Address]] = {}
+        self._addresses: dict[Address, Address] = {}  # one tuple per server, shared by its answers
         self._warned: set[str] = set()
         self._targets: list[Address] = []
         self._beacons = BeaconTracker()
@@ -318,6 +322,9 @@ class UdpSearcher:
                     *address,
                 )
             return
+        address = self._addresses.setdefault(address, address)
+        if len(self._addresses) > 1024:  # (a bound, for a network with very many servers)
+            self._addresses = {address: address}
         self._answers[search_id] = (name, address)
         if len(self._answers) > _REMEMBER_ANSWERS:
             del self._answers[next(iter(self._answers))]
