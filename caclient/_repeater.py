@@ -56,7 +56,6 @@ call :meth:`Repeater.close`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import logging
 import os
@@ -68,7 +67,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from types import FrameType, TracebackType
+from types import FrameType
+
+from ._closing import ClosingContext
+from ._sync import Wakeup
 
 __all__ = [
     "DEFAULT_REPEATER_PORT",
@@ -199,7 +201,7 @@ class _Client:
         self.sock.close()
 
 
-class Repeater:
+class Repeater(ClosingContext):
     """A CA repeater on ``host:port`` (see the module docstring).
 
     Parameters
@@ -223,9 +225,7 @@ class Repeater:
         self.host = host
         self._port = port
         self._sock: socket.socket | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._wakeup = Wakeup()
         # Written by the serving thread under _changed; read by anyone under it.
         self._changed = threading.Condition(threading.Lock())
         self._clients: dict[int, _Client] = {}  # client port -> client
@@ -281,14 +281,8 @@ class Repeater:
         bool
             Whether the predicate held before the deadline.
         """
-        deadline = time.monotonic() + timeout
         with self._changed:
-            while not predicate([c.address for c in self._clients.values()]):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
-            return True
+            return bool(self._changed.wait_for(lambda: predicate([c.address for c in self._clients.values()]), timeout))
 
     # ------------------------------------------------------------------ lifecycle
     def bind(self) -> None:
@@ -349,15 +343,14 @@ class Repeater:
                 raise RuntimeError("the Repeater is already serving")
             self._serving = threading.current_thread()
         timeout = _STOP_POLL if stop is not None else None
+        watched: list[socket.socket | Wakeup] = [sock, self._wakeup]
         try:
             while not self._stopping:
-                readable, _, _ = select.select([sock, self._wake_r], [], [], timeout)
+                readable, _, _ = select.select(watched, [], [], timeout)
                 if self._stopping or (stop is not None and stop.is_set()):
                     break
-                if self._wake_r in readable:
-                    with contextlib.suppress(OSError):
-                        while self._wake_r.recv(4096):
-                            pass
+                if self._wakeup in readable:
+                    self._wakeup.drain()
                 if sock in readable:
                     self._receive(sock)
         finally:
@@ -369,8 +362,7 @@ class Repeater:
     def request_stop(self) -> None:
         """Ask :meth:`serve` to return soon; does not wait.  Safe in a signal handler."""
         self._stopping = True
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
+        self._wakeup.wake()
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop serving and close every socket; idempotent.
@@ -406,19 +398,7 @@ class Repeater:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-        self._wake_r.close()
-        self._wake_w.close()
-
-    def __enter__(self) -> Repeater:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        self._wakeup.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("bound" if self._sock is not None else "unbound")

@@ -3,7 +3,10 @@
 Plain constants and pure functions only.  pyepics' ctypes structures
 (``time_double``, ``ctrl_enum`` ...) describe libca's memory layout and have
 no use without libca, so they are not provided; everything else in
-``epics.dbr`` that a script reads is here with the same value.
+``epics.dbr`` that a script reads is here with the same value.  The type
+codes, subscription masks and control-limit names are taken from caclient's
+public API (:class:`caclient.ChannelType`, ``caclient.DBE_*``,
+:class:`caclient.Metadata`) rather than written out again.
 """
 
 from __future__ import annotations
@@ -11,6 +14,14 @@ from __future__ import annotations
 import enum
 
 import numpy as np
+
+# The subscription masks, re-exported as epics.dbr has them.
+from caclient import DBE_ALARM as DBE_ALARM
+from caclient import DBE_LOG as DBE_LOG
+from caclient import DBE_PROPERTY as DBE_PROPERTY
+from caclient import DBE_VALUE as DBE_VALUE
+from caclient import ChannelType as _ChannelType
+from caclient import Metadata as _Metadata
 
 # -- status and state codes ---------------------------------------------------------
 ECA_NORMAL = 1
@@ -24,39 +35,39 @@ CS_NEVER_SEARCH = 4
 OP_CONN_UP = 6
 OP_CONN_DOWN = 7
 
-# -- native field types ---------------------------------------------------------------
-STRING = 0
-INT = 1
-SHORT = 1
-FLOAT = 2
-ENUM = 3
-CHAR = 4
-LONG = 5
-DOUBLE = 6
+# -- DBR type codes: caclient's ChannelType as plain ints ------------------------------
+STRING = int(_ChannelType.STRING)
+INT = int(_ChannelType.INT)
+SHORT = int(_ChannelType.SHORT)
+FLOAT = int(_ChannelType.FLOAT)
+ENUM = int(_ChannelType.ENUM)
+CHAR = int(_ChannelType.CHAR)
+LONG = int(_ChannelType.LONG)
+DOUBLE = int(_ChannelType.DOUBLE)
 
-# -- promoted types (there are no STS_* or GR_* names in pyepics) ----------------------
-TIME_STRING = 14
-TIME_INT = 15
-TIME_SHORT = 15
-TIME_FLOAT = 16
-TIME_ENUM = 17
-TIME_CHAR = 18
-TIME_LONG = 19
-TIME_DOUBLE = 20
+# Promoted types (there are no STS_* or GR_* names in pyepics).
+TIME_STRING = int(_ChannelType.TIME_STRING)
+TIME_INT = int(_ChannelType.TIME_INT)
+TIME_SHORT = int(_ChannelType.TIME_SHORT)
+TIME_FLOAT = int(_ChannelType.TIME_FLOAT)
+TIME_ENUM = int(_ChannelType.TIME_ENUM)
+TIME_CHAR = int(_ChannelType.TIME_CHAR)
+TIME_LONG = int(_ChannelType.TIME_LONG)
+TIME_DOUBLE = int(_ChannelType.TIME_DOUBLE)
 
-CTRL_STRING = 28
-CTRL_INT = 29
-CTRL_SHORT = 29
-CTRL_FLOAT = 30
-CTRL_ENUM = 31
-CTRL_CHAR = 32
-CTRL_LONG = 33
-CTRL_DOUBLE = 34
+CTRL_STRING = int(_ChannelType.CTRL_STRING)
+CTRL_INT = int(_ChannelType.CTRL_INT)
+CTRL_SHORT = int(_ChannelType.CTRL_SHORT)
+CTRL_FLOAT = int(_ChannelType.CTRL_FLOAT)
+CTRL_ENUM = int(_ChannelType.CTRL_ENUM)
+CTRL_CHAR = int(_ChannelType.CTRL_CHAR)
+CTRL_LONG = int(_ChannelType.CTRL_LONG)
+CTRL_DOUBLE = int(_ChannelType.CTRL_DOUBLE)
 
-PUT_ACKT = 35
-PUT_ACKS = 36
-STSACK_STRING = 37
-CLASS_NAME = 38
+PUT_ACKT = int(_ChannelType.PUT_ACKT)
+PUT_ACKS = int(_ChannelType.PUT_ACKS)
+STSACK_STRING = int(_ChannelType.STSACK_STRING)
+CLASS_NAME = int(_ChannelType.CLASS_NAME)
 
 # -- sizes ------------------------------------------------------------------------------
 MAX_STRING_SIZE = 40
@@ -67,23 +78,8 @@ MAX_ENUMS = 16
 #: Seconds from the POSIX epoch to the EPICS epoch (1990-01-01 UTC), as a float.
 EPICS2UNIX_EPOCH = 631152000.0
 
-# -- subscription masks -------------------------------------------------------------------
-DBE_VALUE = 1
-DBE_LOG = 2
-DBE_ALARM = 4
-DBE_PROPERTY = 8
-
-#: The eight control limits, in the order db_access.h lays them out.
-ctrl_limits = (
-    "upper_disp_limit",
-    "lower_disp_limit",
-    "upper_alarm_limit",
-    "upper_warning_limit",
-    "lower_warning_limit",
-    "lower_alarm_limit",
-    "upper_ctrl_limit",
-    "lower_ctrl_limit",
-)
+#: The eight control limits, in the order db_access.h lays them out (as caclient's Metadata does).
+ctrl_limits = tuple(name for name in _Metadata.__slots__ if name.endswith("_limit"))
 
 #: numpy dtype of each numeric native type.
 NP_Map = {

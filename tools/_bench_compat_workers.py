@@ -20,17 +20,14 @@ and leaves with :func:`os._exit`.
 from __future__ import annotations
 
 import gc
-import json
-import os
 import resource
-import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
-from tools._bench_workers import CLOSE_MARK, RESULT_MARK, BenchFailure, _check_loopback_env, _emit, _rss
+from tools import _bench_workers as workers
+from tools._bench_workers import CLOSE_MARK, RESULT_MARK, BenchFailure, _emit, _rss, measure_monitor_cpu
 
 CLIENTS = ("compat", "pyepics", "caproto")
 Result = tuple[dict[str, Any], dict[str, Any]]  # (metrics, info)
@@ -89,23 +86,15 @@ class Facade:
             self.epics.PV.default_context().disconnect(wait=True)
 
 
-class Counter:
+class Counter(workers.Counter):
     """Callback counter (a client's callbacks run on one thread at a time, or we lock)."""
 
-    __slots__ = ("errors", "lock", "n")
+    __slots__ = ("errors", "lock")
 
     def __init__(self) -> None:
-        self.n = 0
+        super().__init__()
         self.errors = 0
         self.lock = threading.Lock()
-
-
-def _wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise BenchFailure(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.02)
 
 
 # ----------------------------------------------------------------------------- scenarios
@@ -155,19 +144,8 @@ def sc_monitor_cpu(f: Facade, p: dict[str, Any]) -> Result:
 
     pvs = [f.pv(name, callback=callback) for name in names]
     f.wait_connected(pvs, p["timeout"])
-    _wait_until(lambda: counter.n >= len(names), p["timeout"], "the first update of every PV")
-    time.sleep(p["settle"])
-    c0, n0, t0 = time.process_time(), counter.n, time.perf_counter()
-    time.sleep(p["duration"])
-    c1, n1, t1 = time.process_time(), counter.n, time.perf_counter()
-    updates = n1 - n0
-    if updates <= 0:
-        raise BenchFailure("no updates in the measurement window")
-    cpu = c1 - c0
-    return (
-        {"us_per_update": cpu / updates * 1e6, "updates_per_s": updates / (t1 - t0), "cpu_pct": cpu / (t1 - t0) * 100},
-        {"offered_per_s": len(names) * p["hz"], "pvs": len(pvs)},
-    )
+    metrics, _ = measure_monitor_cpu(counter, len(names), p)
+    return metrics, {"offered_per_s": len(names) * p["hz"], "pvs": len(pvs)}
 
 
 def sc_caget_big(f: Facade, p: dict[str, Any]) -> Result:
@@ -286,12 +264,7 @@ SCENARIOS: dict[str, Callable[[Facade, dict[str, Any]], Result]] = {
 
 def main(argv: list[str]) -> None:
     scenario, client_name, params_arg = argv
-    with open(params_arg.removeprefix("@"), encoding="utf-8") as fh:
-        params = json.load(fh)
-    limit = params.get("mem_limit")
-    if limit:
-        resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
-    _check_loopback_env()
+    params = workers.child_params(params_arg)
     facade = Facade(client_name)
     metrics, info = SCENARIOS[scenario](facade, params)
     info["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -303,19 +276,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    code = 0
-    try:
-        main(sys.argv[1:])
-    except MemoryError:
-        _emit(RESULT_MARK, {"error": "out of memory (MemoryError)"})
-        code = 3
-    except BenchFailure as exc:
-        _emit(RESULT_MARK, {"error": str(exc)})
-        code = 3
-    except BaseException as exc:
-        traceback.print_exc()
-        _emit(RESULT_MARK, {"error": f"{type(exc).__name__}: {exc}"[:300]})
-        code = 3
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    workers.run_as_child(main)

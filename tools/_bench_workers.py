@@ -37,7 +37,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 RESULT_MARK = "BENCH-RESULT "
 CLOSE_MARK = "BENCH-CLOSE "
@@ -147,16 +147,18 @@ class Client:
         raise NotImplementedError
 
 
-class CaclientClient(Client):
-    name = "caclient"
+class _ContextClient(Client):
+    """caclient and caproto: a threading ``Context`` whose PVs read, write and subscribe alike."""
 
-    def __init__(self, timeout: float) -> None:
-        from caclient import Context
+    def __init__(self) -> None:
+        self.ctx: Any = None
+        self._keep: list[Any] = []  # caproto holds callbacks weakly
 
-        self.ctx = Context(timeout=timeout)
+    def _get_pvs(self, names: list[str], timeout: float) -> list[Any]:
+        raise NotImplementedError
 
     def connect(self, names: list[str], timeout: float) -> list[Any]:
-        pvs = self.ctx.get_pvs(*names)
+        pvs = self._get_pvs(names, timeout)
         deadline = time.monotonic() + timeout
         for pv in pvs:
             pv.wait_for_connection(timeout=max(0.01, deadline - time.monotonic()))
@@ -173,6 +175,7 @@ class CaclientClient(Client):
             response.data[0]
             counter.n += 1
 
+        self._keep.append(callback)
         pvs = self.connect(names, timeout)
         subs = []
         for pv in pvs:
@@ -180,6 +183,19 @@ class CaclientClient(Client):
             sub.add_callback(callback)
             subs.append(sub)
         return subs
+
+
+class CaclientClient(_ContextClient):
+    name = "caclient"
+
+    def __init__(self, timeout: float) -> None:
+        from caclient import Context
+
+        super().__init__()
+        self.ctx = Context(timeout=timeout)
+
+    def _get_pvs(self, names: list[str], timeout: float) -> list[Any]:
+        return self.ctx.get_pvs(*names)  # type: ignore[no-any-return]
 
     def cold_read(self, names: list[str], timeout: float) -> tuple[int, list[str]]:
         results = self.ctx.read_many(names, timeout=timeout)
@@ -193,41 +209,17 @@ class CaclientClient(Client):
         self.ctx.close()
 
 
-class CaprotoClient(Client):
+class CaprotoClient(_ContextClient):
     name = "caproto"
 
     def __init__(self, timeout: float) -> None:
         from caproto.threading.client import Context
 
+        super().__init__()
         self.ctx = Context(timeout=timeout)
-        self._keep: list[Any] = []
 
-    def connect(self, names: list[str], timeout: float) -> list[Any]:
-        pvs: list[Any] = self.ctx.get_pvs(*names, timeout=timeout)
-        deadline = time.monotonic() + timeout
-        for pv in pvs:
-            pv.wait_for_connection(timeout=max(0.01, deadline - time.monotonic()))
-        return pvs
-
-    def read(self, handle: Any, timeout: float) -> Any:
-        return handle.read(timeout=timeout).data
-
-    def write_wait(self, handle: Any, value: Any, timeout: float) -> None:
-        handle.write(value, wait=True, timeout=timeout)
-
-    def subscribe(self, names: list[str], counter: Counter, timeout: float) -> list[Any]:
-        def callback(sub: Any, response: Any) -> None:
-            response.data[0]
-            counter.n += 1
-
-        self._keep.append(callback)  # caproto holds callbacks weakly
-        pvs = self.connect(names, timeout)
-        subs = []
-        for pv in pvs:
-            sub = pv.subscribe()
-            sub.add_callback(callback)
-            subs.append(sub)
-        return subs
+    def _get_pvs(self, names: list[str], timeout: float) -> list[Any]:
+        return self.ctx.get_pvs(*names, timeout=timeout)  # type: ignore[no-any-return]
 
     def cold_read(self, names: list[str], timeout: float) -> tuple[int, list[str]]:
         from caproto.threading.client import Batch
@@ -409,12 +401,13 @@ def sc_waveform(client: Client, p: dict[str, Any]) -> Result:
     return {"mbps": n * nelm * 8 / elapsed / 1e6, "rate": n / elapsed, "peak_rss_mb": peak_mb}, {"n": n}
 
 
-def sc_monitor_cpu(client: Client, p: dict[str, Any]) -> Result:
-    names: list[str] = p["names"]
-    counter = Counter()
-    handles = client.subscribe(names, counter, p["timeout"])
-    # Every PV sends its current value first; then let the stream settle.
-    _wait_until(lambda: counter.n >= len(names), p["timeout"], "the first update of every PV")
+def measure_monitor_cpu(counter: Counter, n_pvs: int, p: dict[str, Any]) -> tuple[dict[str, float], int]:
+    """CPU time per update of `counter` over ``p["duration"]``; returns (metrics, updates).
+
+    Every PV sends its current value first: wait for `n_pvs` updates, then let
+    the stream settle for ``p["settle"]`` seconds before measuring.
+    """
+    _wait_until(lambda: counter.n >= n_pvs, p["timeout"], "the first update of every PV")
     time.sleep(p["settle"])
     c0, n0, t0 = time.process_time(), counter.n, time.perf_counter()
     time.sleep(p["duration"])
@@ -423,11 +416,21 @@ def sc_monitor_cpu(client: Client, p: dict[str, Any]) -> Result:
     if updates <= 0:
         raise BenchFailure("no updates received in the measurement window")
     cpu = c1 - c0
+    metrics = {
+        "us_per_update": cpu / updates * 1e6,
+        "updates_per_s": updates / (t1 - t0),
+        "cpu_pct": cpu / (t1 - t0) * 100,
+    }
+    return metrics, updates
+
+
+def sc_monitor_cpu(client: Client, p: dict[str, Any]) -> Result:
+    names: list[str] = p["names"]
+    counter = Counter()
+    handles = client.subscribe(names, counter, p["timeout"])
+    metrics, updates = measure_monitor_cpu(counter, len(names), p)
     del handles
-    return (
-        {"us_per_update": cpu / updates * 1e6, "updates_per_s": updates / (t1 - t0), "cpu_pct": cpu / (t1 - t0) * 100},
-        {"updates": updates, "offered_per_s": len(names) * p["hz"]},
-    )
+    return metrics, {"updates": updates, "offered_per_s": len(names) * p["hz"]}
 
 
 def sc_monitor_rate(client: Client, p: dict[str, Any]) -> Result:
@@ -516,32 +519,22 @@ def setup_waveforms(p: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- main
-def main(argv: list[str]) -> None:
-    scenario, client_name, params_arg = argv
+def child_params(params_arg: str) -> dict[str, Any]:
+    """The parameters (``@FILE`` or inline JSON), with the memory limit applied and the environment checked."""
     if params_arg.startswith("@"):
         with open(params_arg[1:], encoding="utf-8") as fh:
-            params = json.load(fh)
+            params: dict[str, Any] = json.load(fh)
     else:
         params = json.loads(params_arg)
     limit = params.get("mem_limit")
     if limit:
         resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
     _check_loopback_env()
-    if scenario == "setup_waveforms":
-        setup_waveforms(params)
-        return
-    func = SCENARIOS[scenario]
-    client = make_client(client_name, params["timeout"])
-    metrics, info = func(client, params)
-    info["rss_final_mb"] = _rss() / 2**20
-    info["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    _emit(RESULT_MARK, {"metrics": metrics, "info": info})
-    t0 = time.perf_counter()
-    client.close()
-    _emit(CLOSE_MARK, {"close_s": time.perf_counter() - t0})
+    return params
 
 
-if __name__ == "__main__":
+def run_as_child(main: Callable[[list[str]], None]) -> NoReturn:
+    """Run ``main(sys.argv[1:])``; report any failure as a result line; leave with :func:`os._exit`."""
     code = 0
     try:
         main(sys.argv[1:])
@@ -558,3 +551,24 @@ if __name__ == "__main__":
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def main(argv: list[str]) -> None:
+    scenario, client_name, params_arg = argv
+    params = child_params(params_arg)
+    if scenario == "setup_waveforms":
+        setup_waveforms(params)
+        return
+    func = SCENARIOS[scenario]
+    client = make_client(client_name, params["timeout"])
+    metrics, info = func(client, params)
+    info["rss_final_mb"] = _rss() / 2**20
+    info["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _emit(RESULT_MARK, {"metrics": metrics, "info": info})
+    t0 = time.perf_counter()
+    client.close()
+    _emit(CLOSE_MARK, {"close_s": time.perf_counter() - t0})
+
+
+if __name__ == "__main__":
+    run_as_child(main)

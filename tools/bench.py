@@ -57,6 +57,9 @@ WF_FIRST = 1.0  # the waveforms hold arange(n) * 0.5 + 1.0
 
 
 # ----------------------------------------------------------------------------- scenario table
+ParamsFn = Callable[[IOCHandle, bool], dict[str, Any]]  # (ioc, quick) -> the child's parameters
+
+
 @dataclass(frozen=True)
 class Metric:
     key: str
@@ -67,6 +70,8 @@ class Metric:
     target: float | None = None
     target_vs: tuple[str, ...] = ()
     target_text: str = ""
+    # An absolute target on our own value (a flag, a count), checked instead of `target`.
+    check: Callable[[Any], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ class Scenario:
     ioc: str  # key into IOC_SPECS
     worker: str  # scenario name in tools._bench_workers
     metrics: tuple[Metric, ...]
-    params: Callable[[IOCHandle, bool], dict[str, Any]]
+    params: ParamsFn
     description: str
     timeout_factor: float = 1.0
     notes: tuple[str, ...] = field(default=())
@@ -87,6 +92,56 @@ def _numbered(ioc: IOCHandle, n: int, start: int = 0) -> list[str]:
 
 def _n(quick: bool, full: int, q: int) -> int:
     return q if quick else full
+
+
+def sequential_params(pv: str, full: int, small: int, warmup: int) -> ParamsFn:
+    """Parameters of a sequential scenario: `warmup`, then `full` (or `small`) round trips on `pv`."""
+    return lambda ioc, q: {"name": ioc.pv(pv), "n": _n(q, full, small), "warmup": warmup, "timeout": 5.0}
+
+
+def latency_metric(what: str) -> Metric:
+    """Microseconds per sequential `what` (lower is better)."""
+    return Metric("latency_us", f"us/{what}", False, "{:,.1f}")
+
+
+def monitor_params(full: int, small: int, timeout: float) -> ParamsFn:
+    """Parameters of a monitor scenario: `full` (or `small` with --quick) calc records at 10 Hz."""
+    return lambda ioc, q: {
+        "names": _numbered(ioc, _n(q, full, small)),
+        "hz": 10,
+        "duration": 10.0 if not q else 2.0,
+        "settle": 1.0 if not q else 0.5,
+        "timeout": timeout,
+    }
+
+
+def waveform_params(pv: str, nelm: int, full: int, small: int, timeout: float) -> ParamsFn:
+    """Parameters of a waveform scenario: `full` (or `small`) reads of the filled waveform `pv`."""
+    return lambda ioc, q: {
+        "name": ioc.pv(pv),
+        "nelm": nelm,
+        "n": _n(q, full, small),
+        "expected_first": WF_FIRST,
+        "expected_last": (nelm - 1) * 0.5 + WF_FIRST,
+        "timeout": timeout,
+    }
+
+
+def mem_per_pv_params(full: int, small: int) -> ParamsFn:
+    """Parameters of a memory scenario: warm up on n0, then `full` (or `small`) PVs from n1 on."""
+    return lambda ioc, q: {
+        "warmup_names": [ioc.pv("n0")],
+        "names": _numbered(ioc, _n(q, full, small), start=1),
+        "settle": 1.0,
+        "timeout": 90.0,
+    }
+
+
+_WAVEFORM_METRICS = (
+    Metric("mbps", "MB/s", True, "{:,.1f}", 1.5, ("pyepics", "caproto"), ">=1.5x best other"),
+    Metric("rate", "reads/s", True, "{:,.2f}"),
+    Metric("peak_rss_mb", "peak RSS MiB (ru_maxrss)", False, "{:,.1f}"),
+)
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -110,9 +165,9 @@ SCENARIOS: tuple[Scenario, ...] = (
         "seq_read",
         (
             Metric("rate", "reads/s", True, target=4.0, target_vs=("pyepics",), target_text=">=4x pyepics"),
-            Metric("latency_us", "us/read", False, "{:,.1f}"),
+            latency_metric("read"),
         ),
-        lambda ioc, q: {"name": ioc.pv("ai"), "n": _n(q, 2000, 200), "warmup": 50, "timeout": 5.0},
+        sequential_params("ai", 2000, 200, 50),
         "sequential round-trip reads of one connected PV, no monitor (pyepics: ca.get on a chid)",
     ),
     Scenario(
@@ -132,13 +187,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             Metric("updates_per_s", "updates/s", True),
             Metric("cpu_pct", "client CPU %", False, "{:,.1f}"),
         ),
-        lambda ioc, q: {
-            "names": _numbered(ioc, _n(q, 1_000, 100)),
-            "hz": 10,
-            "duration": 10.0 if not q else 2.0,
-            "settle": 1.0 if not q else 0.5,
-            "timeout": 60.0,
-        },
+        monitor_params(1_000, 100, 60.0),
         "N calc records at 10 Hz, trivial callback touching the value; process CPU time / updates",
     ),
     Scenario(
@@ -158,16 +207,10 @@ SCENARIOS: tuple[Scenario, ...] = (
             Metric("rss_start_mb", "RSS start MiB", False, "{:,.1f}"),
             Metric("rss_mid_mb", "RSS middle MiB", False, "{:,.1f}"),
             Metric("rss_end_mb", "RSS end MiB", False, "{:,.1f}"),
-            Metric("rss_bounded", "RSS bounded (end-mid <= max(10%,32MiB))", True, "{}", target_text="yes"),
+            Metric("rss_bounded", "RSS bounded (end-mid <= max(10%,32MiB))", True, "{}", target_text="yes", check=bool),
             Metric("cpu_pct", "client CPU %", False, "{:,.1f}"),
         ),
-        lambda ioc, q: {
-            "names": _numbered(ioc, _n(q, 10_000, 1_000)),
-            "hz": 10,
-            "duration": 10.0 if not q else 2.0,
-            "settle": 1.0 if not q else 0.5,
-            "timeout": 90.0,
-        },
+        monitor_params(10_000, 1_000, 90.0),
         "N calc records at 10 Hz (N*10 updates/s offered); delivered rate and memory",
         timeout_factor=1.5,
     ),
@@ -186,66 +229,23 @@ SCENARIOS: tuple[Scenario, ...] = (
             ),
             Metric("rss_after_mb", "RSS after MiB", False, "{:,.1f}"),
         ),
-        lambda ioc, q: {
-            "warmup_names": [ioc.pv("n0")],
-            "names": _numbered(ioc, _n(q, 10_000, 1_000), start=1),
-            "settle": 1.0,
-            "timeout": 90.0,
-        },
+        mem_per_pv_params(10_000, 1_000),
         "(RSS after subscribing N more PVs - RSS before) / N, after warming up on one PV",
     ),
     Scenario(
         "waveform_1m",
         "testdb",
         "waveform",
-        (
-            Metric(
-                "mbps",
-                "MB/s",
-                True,
-                "{:,.1f}",
-                target=1.5,
-                target_vs=("pyepics", "caproto"),
-                target_text=">=1.5x best other",
-            ),
-            Metric("rate", "reads/s", True, "{:,.2f}"),
-            Metric("peak_rss_mb", "peak RSS MiB (ru_maxrss)", False, "{:,.1f}"),
-        ),
-        lambda ioc, q: {
-            "name": ioc.pv("wf1m"),
-            "nelm": 1_000_000,
-            "n": _n(q, 20, 3),
-            "expected_first": WF_FIRST,
-            "expected_last": (1_000_000 - 1) * 0.5 + WF_FIRST,
-            "timeout": 30.0,
-        },
+        _WAVEFORM_METRICS,
+        waveform_params("wf1m", 1_000_000, 20, 3, 30.0),
         "reads of a full 1,000,000-double waveform",
     ),
     Scenario(
         "waveform_10m",
         "testdb",
         "waveform",
-        (
-            Metric(
-                "mbps",
-                "MB/s",
-                True,
-                "{:,.1f}",
-                target=1.5,
-                target_vs=("pyepics", "caproto"),
-                target_text=">=1.5x best other",
-            ),
-            Metric("rate", "reads/s", True, "{:,.2f}"),
-            Metric("peak_rss_mb", "peak RSS MiB (ru_maxrss)", False, "{:,.1f}"),
-        ),
-        lambda ioc, q: {
-            "name": ioc.pv("wf10m"),
-            "nelm": 10_000_000,
-            "n": _n(q, 5, 2),
-            "expected_first": WF_FIRST,
-            "expected_last": (10_000_000 - 1) * 0.5 + WF_FIRST,
-            "timeout": 60.0,
-        },
+        _WAVEFORM_METRICS,
+        waveform_params("wf10m", 10_000_000, 5, 2, 60.0),
         "reads of a full 10,000,000-double waveform (80 MB)",
     ),
     Scenario(
@@ -254,9 +254,9 @@ SCENARIOS: tuple[Scenario, ...] = (
         "put_wait",
         (
             Metric("rate", "puts/s", True, target=1.2, target_vs=("pyepics",), target_text=">=1.2x pyepics"),
-            Metric("latency_us", "us/put", False, "{:,.1f}"),
+            latency_metric("put"),
         ),
-        lambda ioc, q: {"name": ioc.pv("ao"), "n": _n(q, 1000, 100), "warmup": 20, "timeout": 5.0},
+        sequential_params("ao", 1000, 100, 20),
         "sequential put with completion wait on an ao (pyepics: PV(auto_monitor=False).put(wait=True))",
     ),
 )
@@ -536,16 +536,18 @@ def _fmt_adv(adv: float | None) -> str:
     return f"{adv:.2f}x{mark}"
 
 
-def target_status(metric: Metric, results: dict[str, RunResult]) -> str:
-    ours = results.get("caclient")
+def target_status(metric: Metric, results: dict[str, RunResult], ours: str = "caclient") -> str:
+    """MET / MISSED (or FAIL, n/a, '') for `metric` of client `ours` against its target."""
+    mine = results.get(ours)
     if not metric.target_text:
         return ""
-    if ours is None:
+    if mine is None:
         return "n/a"
-    if not ours.ok:
+    if not mine.ok:
         return "FAIL"
-    if metric.key == "rss_bounded":
-        return "MET" if ours.metrics.get("rss_bounded") else "MISSED"
+    value = mine.metrics.get(metric.key)
+    if metric.check is not None:
+        return "MET" if metric.check(value) else "MISSED"
     if metric.target is None:
         return ""
     advs = []
@@ -556,7 +558,7 @@ def target_status(metric: Metric, results: dict[str, RunResult]) -> str:
         if not r.ok:
             advs.append(math.inf)  # the other client failed where we did not
             continue
-        a = advantage(metric, ours.metrics.get(metric.key), r.metrics.get(metric.key))
+        a = advantage(metric, value, r.metrics.get(metric.key))
         if a is None:
             return "n/a"
         advs.append(a)
@@ -574,7 +576,15 @@ def _cell(metric: Metric, r: RunResult | None, width: int) -> str:
     return _fmt_value(metric, r.metrics.get(metric.key, "-"))
 
 
-def render_table(all_results: dict[str, dict[str, RunResult]], clients: tuple[str, ...], fail_width: int = 34) -> str:
+def render_table(
+    all_results: dict[str, dict[str, RunResult]],
+    clients: tuple[str, ...],
+    fail_width: int = 34,
+    *,
+    scenarios: Sequence[Scenario] = SCENARIOS,
+    ours: str = "caclient",
+) -> str:
+    """The results table: a row per metric, a column per client, `ours`'s advantage and target."""
     header = [
         "scenario",
         "metric (better)",
@@ -585,20 +595,20 @@ def render_table(all_results: dict[str, dict[str, RunResult]], clients: tuple[st
         "status",
     ]
     rows: list[list[str]] = []
-    for sc in SCENARIOS:
+    for sc in scenarios:
         if sc.name not in all_results:
             continue
         results = all_results[sc.name]
         for i, m in enumerate(sc.metrics):
             direction = "higher" if m.higher_is_better else "lower"
-            ours = results.get("caclient")
+            mine = results.get(ours)
             advs = []
             for other in ("pyepics", "caproto"):
                 r = results.get(other)
-                if ours is None or r is None or not ours.ok or not r.ok:
+                if mine is None or r is None or not mine.ok or not r.ok:
                     advs.append("-")
                 else:
-                    advs.append(_fmt_adv(advantage(m, ours.metrics.get(m.key), r.metrics.get(m.key))))
+                    advs.append(_fmt_adv(advantage(m, mine.metrics.get(m.key), r.metrics.get(m.key))))
             rows.append(
                 [
                     sc.name if i == 0 else "",
@@ -606,7 +616,7 @@ def render_table(all_results: dict[str, dict[str, RunResult]], clients: tuple[st
                     *(_cell(m, results.get(c), fail_width) for c in clients),
                     *advs,
                     m.target_text,
-                    target_status(m, results),
+                    target_status(m, results, ours),
                 ]
             )
     widths = [max(len(header[j]), *(len(r[j]) for r in rows)) if rows else len(header[j]) for j in range(len(header))]
@@ -702,14 +712,23 @@ def _prepare_waveforms(ioc: IOCHandle, state: dict[str, Any], args: argparse.Nam
     return None
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    selected = [s for s in SCENARIOS if not args.only or s.name in args.only]
+def run_scenarios(
+    args: argparse.Namespace,
+    selected: Sequence[Scenario],
+    *,
+    module: str = "tools._bench_workers",
+    waveform_worker: str = "waveform",
+    progress_widths: tuple[int, int] = (18, 9),
+    warn_dead_ioc: bool = True,
+) -> dict[str, dict[str, RunResult]]:
+    """Run every selected scenario for every client of ``args.clients``; print progress lines.
+
+    Scenarios whose worker is `waveform_worker` get the big waveforms filled first.
+    """
     clients = tuple(args.clients)
-    vers = versions()
-    print(header_text(args, vers), flush=True)
-    print(flush=True)
     all_results: dict[str, dict[str, RunResult]] = {}
     mem_limit = int(args.mem_limit * GIB)
+    name_width, client_width = progress_widths
     with ioc_manager(args.quick) as get_ioc:
         for sc in selected:
             results: dict[str, RunResult] = {}
@@ -721,30 +740,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     results[c] = RunResult(False, error=f"IOC did not start: {exc}"[:300])
                 continue
             setup_error = None
-            if sc.worker == "waveform":
+            if sc.worker == waveform_worker:
                 setup_error = _prepare_waveforms(ioc, get_ioc.state, args)  # type: ignore[attr-defined]
             params = sc.params(ioc, args.quick)
             for c in clients:
                 if setup_error:
                     results[c] = RunResult(False, error=setup_error)
                     continue
-                print(f"  running {sc.name:<18} {c:<9} ...", end="", flush=True)
-                r = best_of(
-                    [
-                        run_child(sc.worker, c, params, ioc, args.timeout * sc.timeout_factor, mem_limit)
-                        for _ in range(args.repeat)
-                    ],
-                    sc.metrics[0],
-                )
-                results[c] = r
+                print(f"  running {sc.name:<{name_width}} {c:<{client_width}} ...", end="", flush=True)
+                timeout = args.timeout * sc.timeout_factor
+                runs = [
+                    run_child(sc.worker, c, params, ioc, timeout, mem_limit, module=module) for _ in range(args.repeat)
+                ]
+                r = results[c] = best_of(runs, sc.metrics[0])
                 shown = (
                     ", ".join(f"{m.key}={_fmt_value(m, r.metrics.get(m.key))}" for m in sc.metrics[:2])
                     if r.ok
                     else "FAIL: " + r.error[:120]
                 )
                 print(f" {r.wall_s:6.1f}s  {shown}", flush=True)
-                if not ioc.running:
+                if warn_dead_ioc and not ioc.running:
                     print(f"  WARNING: the IOC died during {sc.name}/{c}", flush=True)
+    return all_results
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    selected = [s for s in SCENARIOS if not args.only or s.name in args.only]
+    clients = tuple(args.clients)
+    vers = versions()
+    print(header_text(args, vers), flush=True)
+    print(flush=True)
+    all_results = run_scenarios(args, selected)
     print()
     print(render_table(all_results, clients))
     fails = render_failures(all_results)

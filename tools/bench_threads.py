@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,31 +64,31 @@ def _threads_get(client: str, prefix: str, reads: int) -> dict[str, Any]:
     names = [f"{prefix}n{i}" for i in range(8)]
     barrier = threading.Barrier(9)
     errors: list[BaseException] = []
+    read_once: Callable[[Any], None]
     if client == "caproto":
         from caproto.threading.client import Context
 
         ctx = Context()
         pvs = ctx.get_pvs(*names)
-        for pv in pvs:
-            pv.wait_for_connection(timeout=10)
 
-        def reader(i: int) -> None:
-            pv = pvs[i]
-            barrier.wait()
-            for _ in range(reads):
-                pv.read(timeout=10)
+        def read_once(pv: Any) -> None:
+            pv.read(timeout=10)
     else:
         epics = _facade(client)
         pvs = [epics.PV(name, auto_monitor=False) for name in names]
-        for pv in pvs:
-            pv.wait_for_connection(timeout=10)
 
-        def reader(i: int) -> None:
-            pv = pvs[i]
-            barrier.wait()
-            for _ in range(reads):
-                if pv.get(use_monitor=False, timeout=10) is None:
-                    raise RuntimeError("a read failed")
+        def read_once(pv: Any) -> None:
+            if pv.get(use_monitor=False, timeout=10) is None:
+                raise RuntimeError("a read failed")
+
+    for pv in pvs:
+        pv.wait_for_connection(timeout=10)
+
+    def reader(i: int) -> None:
+        pv = pvs[i]
+        barrier.wait()
+        for _ in range(reads):
+            read_once(pv)
 
     def body(i: int) -> None:
         try:

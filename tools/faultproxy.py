@@ -57,8 +57,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
+
+from caclient._closing import ClosingContext
+from caclient._sync import Wakeup
 
 __all__ = ["FaultProxy", "rewrite_search_replies", "main"]
 
@@ -76,6 +78,8 @@ _HEADER = struct.Struct(">HHHHII")
 _CA_PROTO_SEARCH = 6
 _BIND_ATTEMPTS = 5
 _LISTEN_BACKLOG = 64
+
+_V = TypeVar("_V")
 
 
 def rewrite_search_replies(data: bytes, port: int, host: str = LOOPBACK) -> bytes:
@@ -155,7 +159,27 @@ class _Command:
         self.error: BaseException | None = None
 
 
-class FaultProxy:
+class _Locked(Generic[_V]):
+    """A read-only attribute of the proxy: ``read(proxy)``, evaluated under the proxy's lock."""
+
+    def __init__(self, doc: str, read: Callable[[FaultProxy], _V]) -> None:
+        self.__doc__ = doc
+        self._read = read
+
+    @overload
+    def __get__(self, proxy: None, owner: type[FaultProxy]) -> _Locked[_V]: ...
+
+    @overload
+    def __get__(self, proxy: FaultProxy, owner: type[FaultProxy]) -> _V: ...
+
+    def __get__(self, proxy: FaultProxy | None, owner: type[FaultProxy]) -> _V | _Locked[_V]:
+        if proxy is None:
+            return self
+        with proxy._cond:
+            return self._read(proxy)
+
+
+class FaultProxy(ClosingContext):
     """Forward TCP connections from ``127.0.0.1:port`` to `target`, with faults on demand.
 
     The proxy starts serving when constructed; use it as a context manager
@@ -210,9 +234,7 @@ class FaultProxy:
         self._udp_peer_of: dict[socket.socket, tuple[str, int]] = {}
         self._listener: socket.socket | None = None
         self._udp: socket.socket | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._wakeup = Wakeup()
         try:
             self._port = self._bind(listen_port)
         except BaseException:
@@ -271,53 +293,22 @@ class FaultProxy:
         """``('127.0.0.1', port)``."""
         return (LOOPBACK, self._port)
 
-    @property
-    def connections(self) -> int:
-        """Number of client connections open now."""
-        with self._cond:
-            return len(self._conns)
-
-    @property
-    def accepted(self) -> int:
-        """Number of client connections accepted since the proxy started."""
-        with self._cond:
-            return self._accepted
-
-    @property
-    def bytes_forwarded(self) -> int:
-        """Bytes delivered so far, both directions (injected bytes not counted)."""
-        with self._cond:
-            return self._to_server + self._to_client
-
-    @property
-    def bytes_to_server(self) -> int:
-        """Bytes delivered from clients to the server so far."""
-        with self._cond:
-            return self._to_server
-
-    @property
-    def bytes_to_client(self) -> int:
-        """Bytes delivered from the server to clients so far (injected bytes not counted)."""
-        with self._cond:
-            return self._to_client
-
-    @property
-    def searches_relayed(self) -> int:
-        """UDP datagrams relayed from clients to the server (with `relay_search`)."""
-        with self._cond:
-            return self._searches
-
-    @property
-    def search_replies_relayed(self) -> int:
-        """UDP datagrams relayed (rewritten) from the server back to clients."""
-        with self._cond:
-            return self._search_replies
-
-    @property
-    def stalled(self) -> bool:
-        """Whether forwarding is stalled."""
-        with self._cond:
-            return self._stalled
+    connections = _Locked[int]("Number of client connections open now.", lambda p: len(p._conns))
+    accepted = _Locked[int]("Number of client connections accepted since the proxy started.", lambda p: p._accepted)
+    bytes_forwarded = _Locked[int](
+        "Bytes delivered so far, both directions (injected bytes not counted).", lambda p: p._to_server + p._to_client
+    )
+    bytes_to_server = _Locked[int]("Bytes delivered from clients to the server so far.", lambda p: p._to_server)
+    bytes_to_client = _Locked[int](
+        "Bytes delivered from the server to clients so far (injected bytes not counted).", lambda p: p._to_client
+    )
+    searches_relayed = _Locked[int](
+        "UDP datagrams relayed from clients to the server (with `relay_search`).", lambda p: p._searches
+    )
+    search_replies_relayed = _Locked[int](
+        "UDP datagrams relayed (rewritten) from the server back to clients.", lambda p: p._search_replies
+    )
+    stalled = _Locked[bool]("Whether forwarding is stalled.", lambda p: p._stalled)
 
     def wait_until(self, predicate: Callable[[FaultProxy], bool], timeout: float) -> bool:
         """Wait until ``predicate(proxy)`` holds (checked on every proxy event).
@@ -404,22 +395,11 @@ class FaultProxy:
             already = self._stopping
             self._stopping = True
         if not already:
-            self._wake()
+            self._wakeup.wake()
         if self._thread.ident is not None and self._thread is not threading.current_thread():
             self._thread.join(_CLOSE_TIMEOUT)
         if not self._thread.is_alive():
             self._close_all_sockets()
-
-    def __enter__(self) -> FaultProxy:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (
@@ -434,16 +414,12 @@ class FaultProxy:
             if self._stopping or not self._thread.is_alive():
                 raise RuntimeError("the FaultProxy is closed")
             self._commands.append(cmd)
-        self._wake()
+        self._wakeup.wake()
         if not cmd.done.wait(_CONTROL_TIMEOUT):
             raise RuntimeError("the FaultProxy thread did not apply the command in time")
         if cmd.error is not None:
             raise cmd.error
         return cmd.result
-
-    def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
 
     def _notify(self) -> None:
         with self._cond:
@@ -480,7 +456,7 @@ class FaultProxy:
 
     def _step(self) -> None:
         now = time.monotonic()
-        rlist: list[socket.socket] = [self._wake_r]
+        rlist: list[socket.socket] = [self._wakeup.rsock]
         wlist: list[socket.socket] = []
         timeout: float | None = None
         if self._listener is not None:
@@ -509,10 +485,8 @@ class FaultProxy:
                 else:
                     timeout = due - now if timeout is None else min(timeout, due - now)
         readable, writable, _ = select.select(rlist, wlist, [], timeout)
-        if self._wake_r in readable:
-            with contextlib.suppress(OSError):
-                while self._wake_r.recv(4096):
-                    pass
+        if self._wakeup.rsock in readable:
+            self._wakeup.drain()
         if self._listener is not None and self._listener in readable:
             self._accept()
         if self._udp is not None:
@@ -761,9 +735,10 @@ class FaultProxy:
         for conn in list(self._conns.values()):
             self._drop(conn, rst=False)
         self._close_udp_peers()
-        for sock in (self._listener, self._udp, self._wake_r, self._wake_w):
+        for sock in (self._listener, self._udp):
             if sock is not None:
                 sock.close()
+        self._wakeup.close()
         self._listener = None
         self._udp = None
 

@@ -32,9 +32,9 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO, TypeAlias
 
+from caclient._closing import ClosingContext
 from caclient.testing._protocol import parse_ready_line
 from caclient.testing.env import LOOPBACK, loopback_env
 
@@ -99,7 +99,7 @@ def _repeater_port_from_environ() -> int | None:
     return None
 
 
-class IOCHandle:
+class IOCHandle(ClosingContext):
     """A Channel Access server running in a child process on 127.0.0.1.
 
     Subclasses provide :meth:`command`, the child's command line.  The child
@@ -336,16 +336,12 @@ class IOCHandle:
             if reader is not None:
                 reader.join(timeout)
 
+    def close(self) -> None:
+        """Same as :meth:`stop` with its default timeout (what the end of a ``with`` block calls)."""
+        self.stop()
+
     def __enter__(self) -> IOCHandle:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"port={self._port}" if self._port is not None else "stopped"
