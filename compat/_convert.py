@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 import struct
+import time
 from collections.abc import Sequence
 from math import log10
 from typing import Any
@@ -353,3 +354,11 @@ def _scalar(value: Any, ntype: int) -> Any:
         return operator.index(value)
     except TypeError:
         return int(value)
+
+
+def fmt_time(tstamp: float | None = None) -> str:
+    """Format a POSIX time (default: now) as local ``'YYYY-mm-dd HH:MM:SS.fffff'``."""
+    if tstamp is None:
+        tstamp = time.time()
+    whole, frac = divmod(tstamp, 1)
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(whole))}.{round(1.0e5 * frac):05d}"
