@@ -446,7 +446,6 @@ class Circuit:
         unpack = _proto.HEADER.unpack_from
         jobs: list[Any] = []
         subs = self._subs  # read without _lock: dict.get is atomic, writers hold _lock
-        encoding = self._encoding
         deliver = _deliver
         while end - start >= 16:
             cmd, size, dtype, count, p1, p2 = unpack(buf, start)
@@ -472,12 +471,12 @@ class Circuit:
             if cmd == 1:  # EVENT_ADD: the hot path, inlined (the same as in _handle)
                 sub = subs.get(p2)
                 if sub is not None and size:  # size 0: the server acknowledged EVENT_CANCEL
-                    resp = ReadResponse(dtype, count, p1, bytes(buf[body:stop]), encoding)
+                    update = (dtype, count, p1, bytes(buf[body:stop]))  # (see _subscription.Update)
                     if sub.all_updates:
-                        sub.most_recent_response = resp
-                        jobs.append((sub.pv, deliver, (sub, resp)))
+                        sub._recent = update
+                        jobs.append((sub.pv, deliver, (sub, update)))
                     else:
-                        job = sub._on_update_latest(resp)
+                        job = sub._on_update_latest(update)
                         if job is not None:
                             jobs.append(job)
             else:
@@ -503,11 +502,13 @@ class Circuit:
         if cmd == _proto.EVENT_ADD:
             sub = self._subs.get(p2)
             if sub is not None and size:
-                resp = ReadResponse(dtype, count, p1, payload, self._encoding)
+                update: Any = (dtype, count, p1, payload)
+                if type(payload) is memoryview:  # (a large payload of its own: decoded in place, once)
+                    update = ReadResponse(dtype, count, p1, payload, self._encoding)
                 if sub.all_updates:
-                    sub.most_recent_response = resp
-                    return [(sub.pv, _deliver, (sub, resp))]
-                job = sub._on_update_latest(resp)
+                    sub._recent = update
+                    return [(sub.pv, _deliver, (sub, update))]
+                job = sub._on_update_latest(update)
                 return [job] if job is not None else []
             return []
         if cmd == _proto.CREATE_CHAN:

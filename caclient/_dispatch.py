@@ -36,7 +36,11 @@ from typing import Any
 
 log = logging.getLogger("caclient.dispatch")
 
-Job = tuple[Callable[..., Any], tuple[Any, ...]]
+#: A job as queued: ``(key, fn, args)``, stored as given (no repacking: every
+#: object a waiting job adds is one more for the cyclic garbage collector).
+Job = tuple[object, Callable[..., Any], tuple[Any, ...]]
+
+_POOL = 1024  # empty per-key queues kept for reuse (see _queue)
 
 BURST = 8
 
@@ -69,6 +73,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._queues: dict[object, deque[Job]] = {}
+        self._spare: list[deque[Job]] = []  # empty queues for reuse (guarded by _lock)
         self._ready: deque[object] = deque()
         self._backlog = 0
         self._closed = False
@@ -93,32 +98,38 @@ class Dispatcher:
         with self._cond:
             if self._closed:
                 return
+            job = (key, fn, args)
             q = self._queues.get(key)
             if q is None:
-                self._queues[key] = deque(((fn, args),))
+                q = self._queues[key] = self._spare.pop() if self._spare else deque()
+                q.append(job)
                 self._ready.append(key)
                 self._cond.notify()
             else:
-                q.append((fn, args))
+                q.append(job)
             self._backlog += 1
 
-    def submit_many(self, jobs: Iterable[tuple[object, Callable[..., Any], tuple[Any, ...]]]) -> int:
+    def submit_many(self, jobs: Iterable[Job]) -> int:
         """Queue many ``(key, fn, args)`` jobs with one lock round; returns the backlog."""
         with self._cond:
             if self._closed:
                 return 0
             queues = self._queues
+            spare = self._spare
+            ready = self._ready
             new_keys = 0
             n = 0
-            for key, fn, args in jobs:
+            for job in jobs:
                 n += 1
+                key = job[0]
                 q = queues.get(key)
                 if q is None:
-                    queues[key] = deque(((fn, args),))
-                    self._ready.append(key)
+                    # (reused queues: a new deque per key per update would be
+                    # garbage-collector work under a flood of monitor updates)
+                    q = queues[key] = spare.pop() if spare else deque()
+                    ready.append(key)
                     new_keys += 1
-                else:
-                    q.append((fn, args))
+                q.append(job)
             self._backlog += n
             if new_keys:
                 self._cond.notify(new_keys)
@@ -172,12 +183,12 @@ class Dispatcher:
                         batch.extend([q.popleft() for _ in range(min(BURST, n))])
                     taken.append((key, q))
             errors = 0
-            for fn, args in batch:
+            for job in batch:
                 try:
-                    fn(*args)
+                    job[1](*job[2])
                 except Exception:
                     errors += 1
-                    log.exception("exception in callback %r", fn)
+                    log.exception("exception in callback %r", job[1])
             drained: list[Callable[[], None]] = []
             with cond:
                 # max(): shutdown(cancel_pending=True) may have zeroed the
@@ -195,6 +206,8 @@ class Dispatcher:
                         requeued += 1
                     else:
                         del queues[key]
+                        if len(self._spare) < _POOL:
+                            self._spare.append(q)
                 if requeued:
                     cond.notify(requeued)
                 if self._drain_watch:

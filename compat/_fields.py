@@ -53,6 +53,11 @@ SEVERITY, TIMESTAMP, POSIXSECONDS, NANOSECONDS = (
     INDEX[k] for k in ("severity", "timestamp", "posixseconds", "nanoseconds")
 )
 PRECISION, NELM = INDEX["precision"], INDEX["nelm"]
+#: Runs of adjacent fields the monitor path writes with one slice assignment.
+HEAD = slice(VALUE, FTYPE + 1)  # value, char_value, status, ftype
+STAMP = slice(SEVERITY, NANOSECONDS + 1)  # severity, timestamp, posixseconds, nanoseconds
+assert KEYS[HEAD] == ("value", "char_value", "status", "ftype")
+assert KEYS[STAMP] == ("severity", "timestamp", "posixseconds", "nanoseconds")
 #: What a monitor update changes (positions and names).
 MONITORED = tuple((INDEX[k], k) for k in ("value", "char_value", "status", "severity", "timestamp",
                                           "posixseconds", "nanoseconds", "count", "ftype"))  # fmt: skip

@@ -44,6 +44,7 @@ log = logging.getLogger("compat")
 
 _FIRST = itemgetter(0)
 _EPICS_EPOCH = float(dbr.EPICS2UNIX_EPOCH)
+_SMALL_COUNT = 256  # (elements whose payload always fits the circuit's shared buffer: see _applied_mark)
 _get = list.__getitem__  # (positional access to a PV's Fields, on the monitor path)
 _set = list.__setitem__
 
@@ -99,6 +100,14 @@ class _Relay:
         self.sub = self.sub_token = None
         if sub is not None and token is not None:
             sub.remove_callback(token)
+
+
+def _applied_mark(resp: Any) -> Any:
+    """What identifies a monitor update once applied: its payload bytes (the
+    engine makes a new response object each time one is asked for, from the
+    same bytes), or for a large array, whose payload is a buffer of its own,
+    the response itself (then the engine hands out that one object)."""
+    return bytes(resp) if resp.data_count <= _SMALL_COUNT else resp
 
 
 def _call_safely(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -172,8 +181,81 @@ class PVEvents(PVBase):
 
     # -- monitor updates (the hot path) ------------------------------------------------------
     def _on_monitor_event(self, sub: Any, resp: Any) -> None:
-        # The hot path: keep it short.  char_value is only computed when a
-        # callback needs it (or someone reads it later).
+        # The hot path, for the common case in one function: a TIME scalar
+        # (one struct unpack gives everything) with at most one plain value
+        # callback.  Everything else goes the general way.
+        fast = self._fast
+        if fast is None or resp.data_count != 1 or self.verbose or self._monitor_delta_local:
+            self._on_monitor_event_general(sub, resp)
+            return
+        if resp.status != 1:
+            return  # pyepics drops updates with a failure status
+        payload = bytes(resp)
+        status, severity, secs, nsec, value = fast.unpack_from(payload)
+        secs += _EPICS_EPOCH
+        stamp = secs + 1.0e-6 * int(1.0e-3 * nsec)
+        args = self._args
+        ftype = self.ftype
+        _set(args, F.STAMP, (severity, stamp, secs, nsec))
+        _set(args, F.COUNT, 1)
+        self._applied = payload  # (see _refresh)
+        callbacks = self.callbacks
+        if not callbacks:
+            _set(args, F.HEAD, (value, _get(args, F.CHAR_VALUE), status, ftype))
+            self._charval_dirty = True  # (made when someone reads it)
+            return
+        fmt = self._float_fmt
+        if fmt is None:
+            _set(args, F.HEAD, (value, None, status, ftype))
+            cval = self._set_charval(value, call_ca=False)
+        else:  # a FLOAT/DOUBLE scalar: _convert.char_value's rule, inlined
+            precision = _get(args, F.PRECISION)
+            if precision is None:
+                cval = str(value)
+            elif precision == fmt[0]:
+                try:
+                    cval = (fmt[2] if 4 < abs(int(log10(abs(value + 1.0e-9)))) else fmt[1]) % value
+                except (ValueError, TypeError, ArithmeticError):
+                    cval = None
+            else:
+                cval = None
+            _set(args, F.HEAD, (value, cval, status, ftype))
+            if cval is None:
+                cval = self._set_charval(value, call_ca=False)
+        self._charval_dirty = False
+        if self._access_token is None:
+            eng = self._eng
+            if eng is not None and eng.access_rights != self._last_rights:
+                self._sync_access()
+        if len(callbacks) == 1:
+            try:
+                ((index, (func, kw)),) = callbacks.items()
+            except ValueError:  # changed meanwhile by another thread
+                pass
+            else:
+                if not kw:
+                    kept = self._kept
+                    if kept is None or self._kept_stamp != args.stamp:
+                        kept = self._callback_args(fresh=False)
+                    else:
+                        kept["value"] = value
+                        kept["char_value"] = cval
+                        kept["status"] = status
+                        kept["ftype"] = ftype
+                        kept["count"] = 1
+                        kept["severity"] = severity
+                        kept["timestamp"] = stamp
+                        kept["posixseconds"] = secs
+                        kept["nanoseconds"] = nsec
+                    kept["cb_info"] = (index, self)
+                    try:
+                        func(**kept)  # (the callee gets its own copy)
+                    except Exception:
+                        log.exception("exception in callback %r", func)
+                    return
+        self._run_all(on_worker=True)
+
+    def _on_monitor_event_general(self, sub: Any, resp: Any) -> None:
         if resp.status != 1:
             return  # pyepics drops updates with a failure status
         if self._monitor_delta_local and self._filtered(resp):
@@ -245,7 +327,7 @@ class PVEvents(PVBase):
         _set(args, F.COUNT, n)
         _set(args, F.FTYPE, self.ftype)
         self._charval_dirty = True
-        self._applied = resp
+        self._applied = _applied_mark(resp)
         return value
 
     def _filtered(self, resp: Any) -> bool:
@@ -267,7 +349,7 @@ class PVEvents(PVBase):
         monref = self._monref
         if monref is not None:
             resp = monref.most_recent_response
-            if resp is not None and resp is not self._applied and resp.status == 1:
+            if resp is not None and resp.status == 1 and _applied_mark(resp) is not self._applied:
                 self._apply(resp)
 
     def _stale(self) -> bool:
@@ -278,7 +360,7 @@ class PVEvents(PVBase):
     def _sync_access(self) -> None:
         eng = self._eng
         if eng is not None and self._access_token is None and self._ready:
-            rights = eng.access_rights & 3
+            rights = int(eng.access_rights) & 3  # (int first: IntFlag arithmetic is slow)
             if rights != self._last_rights:
                 self._last_rights = rights
                 args = self._args
@@ -290,7 +372,7 @@ class PVEvents(PVBase):
         args = self._args
         self._charval_dirty = False
         if val is None:
-            args["char_value"] = "None"
+            _set(args, F.CHAR_VALUE, "None")
             return "None"
         ftype = args["ftype"]
         ntype = dbr.native_type(ftype) if ftype is not None else self._ntype
@@ -304,7 +386,7 @@ class PVEvents(PVBase):
         cval = _convert.char_value(
             val, ntype, ftype, count, precision, args["enum_strs"], force_long_string=force_long_string
         )
-        args["char_value"] = cval
+        _set(args, F.CHAR_VALUE, cval)  # (by position: a kept callback dict refreshes it anyway)
         if type(precision) is int and ntype in (dbr.FLOAT, dbr.DOUBLE) and args["nelm"] == 1:
             self._float_fmt = (precision, f"%.{precision}f", f"%.{precision}g")  # (for the monitor path)
         return cval
