@@ -58,6 +58,7 @@ class chid_t(int):
     """
 
     __slots__ = ()
+    __module__ = "compat.ca"  # (where scripts find it, and where reprs and pickles name it)
 
     @property
     def value(self) -> int:
@@ -162,7 +163,7 @@ class _CacheItem:
                 _call_safely(func, ra, wa)
 
 
-_contexts: set[int] = set()
+# -- the tables (guarded by compat.ca._lock; mutated in place, never rebound: compat.ca binds them too)
 #: ``{context: {pvname: entry}}`` as pyepics keeps it (here one table, under the initial context).
 _cache: dict[int | None, dict[str, _CacheItem]] = {}
 #: ``{chid: entry}``.
