@@ -2,15 +2,37 @@
 
 Each property returns a field of the PV's ``_args``.  As in pyepics, a field
 that is still unknown is fetched first (a read, then the time or control
-fields), so reading a property may wait on the network.
+fields), so reading a property may wait on the network.  Most are made by
+:func:`_field` (a field as is) and :func:`_alarm_name` (an alarm code's
+name); the few with more to them are written out.  They run in the
+caller's thread and take no lock.
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Any
 
 from . import dbr
 from ._fields import Fields
+
+
+def _field(name: str, doc: str) -> property:
+    """A read-only property giving the PV's field *name* (read from the server first while unknown)."""
+
+    def get(self: PVAttributes) -> Any:
+        return self._getarg(name)
+
+    return property(get, doc=doc)
+
+
+def _alarm_name(field: str, names: type[IntEnum], doc: str) -> property:
+    """A read-only property giving the name, in the enum *names*, of the PV's property *field*."""
+
+    def get(self: PVAttributes) -> str:
+        return names(getattr(self, field)).name
+
+    return property(get, doc=doc)
 
 
 class PVAttributes:
@@ -49,25 +71,13 @@ class PVAttributes:
         self._getarg("char_value")
         return self._set_charval(self._getarg("value"))
 
-    @property
-    def status(self) -> Any:
-        """Alarm status (``STAT``) of the last value."""
-        return self._getarg("status")
+    status = _field("status", "Alarm status (``STAT``) of the last value.")
 
-    @property
-    def char_status(self) -> str:
-        """Alarm status name, e.g. ``'NO_ALARM'``."""
-        return dbr.AlarmStatus(self.status).name
+    char_status = _alarm_name("status", dbr.AlarmStatus, "Alarm status name, e.g. ``'NO_ALARM'``.")
 
-    @property
-    def severity(self) -> Any:
-        """Alarm severity (``SEVR``) of the last value."""
-        return self._getarg("severity")
+    severity = _field("severity", "Alarm severity (``SEVR``) of the last value.")
 
-    @property
-    def char_severity(self) -> str:
-        """Alarm severity name, e.g. ``'MAJOR'``."""
-        return dbr.AlarmSeverity(self.severity).name
+    char_severity = _alarm_name("severity", dbr.AlarmSeverity, "Alarm severity name, e.g. ``'MAJOR'``.")
 
     @property
     def type(self) -> str:
@@ -79,10 +89,7 @@ class PVAttributes:
         """Same as :attr:`type`."""
         return self._args["typefull"]  # type: ignore[no-any-return]
 
-    @property
-    def host(self) -> Any:
-        """``'hostname:port'`` of the server."""
-        return self._getarg("host")
+    host = _field("host", "``'hostname:port'`` of the server.")
 
     @property
     def count(self) -> Any:
@@ -97,92 +104,38 @@ class PVAttributes:
         """The channel's element count (NELM for arrays); 0 before the first connection."""
         return self._chan().native_data_count or 0
 
-    @property
-    def read_access(self) -> Any:
-        """Whether the PV can be read."""
-        return self._getarg("read_access")
+    read_access = _field("read_access", "Whether the PV can be read.")
 
-    @property
-    def write_access(self) -> Any:
-        """Whether the PV can be written."""
-        return self._getarg("write_access")
+    write_access = _field("write_access", "Whether the PV can be written.")
 
-    @property
-    def access(self) -> Any:
-        """``'read/write'``, ``'read-only'``, ``'write-only'`` or ``'no access'``."""
-        return self._getarg("access")
+    access = _field("access", "``'read/write'``, ``'read-only'``, ``'write-only'`` or ``'no access'``.")
 
-    @property
-    def monitor_delta(self) -> Any:
-        """The ``monitor_delta`` given to the constructor."""
-        return self._getarg("monitor_delta")
+    monitor_delta = _field("monitor_delta", "The ``monitor_delta`` given to the constructor.")
 
-    @property
-    def timestamp(self) -> Any:
-        """POSIX time of the last value (float)."""
-        return self._getarg("timestamp")
+    timestamp = _field("timestamp", "POSIX time of the last value (float).")
 
-    @property
-    def posixseconds(self) -> Any:
-        """Whole seconds of :attr:`timestamp`."""
-        return self._getarg("posixseconds")
+    posixseconds = _field("posixseconds", "Whole seconds of :attr:`timestamp`.")
 
-    @property
-    def nanoseconds(self) -> Any:
-        """Nanoseconds of :attr:`timestamp`."""
-        return self._getarg("nanoseconds")
+    nanoseconds = _field("nanoseconds", "Nanoseconds of :attr:`timestamp`.")
 
-    @property
-    def precision(self) -> Any:
-        """Display precision (PREC)."""
-        return self._getarg("precision")
+    precision = _field("precision", "Display precision (PREC).")
 
-    @property
-    def units(self) -> Any:
-        """Engineering units (EGU)."""
-        return self._getarg("units")
+    units = _field("units", "Engineering units (EGU).")
 
-    @property
-    def enum_strs(self) -> Any:
-        """Tuple of the enum state strings."""
-        return self._getarg("enum_strs")
+    enum_strs = _field("enum_strs", "Tuple of the enum state strings.")
 
-    @property
-    def upper_disp_limit(self) -> Any:
-        """Upper display limit."""
-        return self._getarg("upper_disp_limit")
+    upper_disp_limit = _field("upper_disp_limit", "Upper display limit.")
 
-    @property
-    def lower_disp_limit(self) -> Any:
-        """Lower display limit."""
-        return self._getarg("lower_disp_limit")
+    lower_disp_limit = _field("lower_disp_limit", "Lower display limit.")
 
-    @property
-    def upper_alarm_limit(self) -> Any:
-        """Upper alarm limit."""
-        return self._getarg("upper_alarm_limit")
+    upper_alarm_limit = _field("upper_alarm_limit", "Upper alarm limit.")
 
-    @property
-    def lower_alarm_limit(self) -> Any:
-        """Lower alarm limit."""
-        return self._getarg("lower_alarm_limit")
+    lower_alarm_limit = _field("lower_alarm_limit", "Lower alarm limit.")
 
-    @property
-    def upper_warning_limit(self) -> Any:
-        """Upper warning limit."""
-        return self._getarg("upper_warning_limit")
+    upper_warning_limit = _field("upper_warning_limit", "Upper warning limit.")
 
-    @property
-    def lower_warning_limit(self) -> Any:
-        """Lower warning limit."""
-        return self._getarg("lower_warning_limit")
+    lower_warning_limit = _field("lower_warning_limit", "Lower warning limit.")
 
-    @property
-    def upper_ctrl_limit(self) -> Any:
-        """Upper control limit."""
-        return self._getarg("upper_ctrl_limit")
+    upper_ctrl_limit = _field("upper_ctrl_limit", "Upper control limit.")
 
-    @property
-    def lower_ctrl_limit(self) -> Any:
-        """Lower control limit."""
-        return self._getarg("lower_ctrl_limit")
+    lower_ctrl_limit = _field("lower_ctrl_limit", "Lower control limit.")

@@ -58,6 +58,7 @@ class chid_t(int):
     """
 
     __slots__ = ()
+    __module__ = "compat.ca"  # (where scripts find it, and where reprs and pickles name it)
 
     @property
     def value(self) -> int:
@@ -162,7 +163,7 @@ class _CacheItem:
                 _call_safely(func, ra, wa)
 
 
-_contexts: set[int] = set()
+# -- the tables (guarded by compat.ca._lock; mutated in place, never rebound: compat.ca binds them too)
 #: ``{context: {pvname: entry}}`` as pyepics keeps it (here one table, under the initial context).
 _cache: dict[int | None, dict[str, _CacheItem]] = {}
 #: ``{chid: entry}``.
@@ -211,29 +212,24 @@ def _as_chid(fname: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
     return (entry.chid, *args[1:])
 
 
-def withCHID(fcn: Callable[P, R]) -> Callable[P, R | None]:
-    """Check that the first argument is a known chid (an int is accepted too)."""
+def _chid_guard(fcn: Callable[P, R], connect: bool, required: bool) -> Callable[P, R | None]:
+    """The wrapper of the ``with*CHID`` decorators.
 
-    @functools.wraps(fcn)
-    def wrapper(*args: Any, **kwds: Any) -> R | None:
-        if ca.libca is ca._FINALIZED:
-            return None
-        return fcn(*_as_chid(fcn.__name__, args), **kwds)
-
-    return wrapper
-
-
-def withConnectedCHID(fcn: Callable[P, R]) -> Callable[P, R | None]:
-    """As :func:`withCHID`, and wait for the connection (raise ChannelAccessException if none)."""
+    It returns None after :func:`finalize_libca`, turns the first argument
+    into its channel's chid (or raises), and with *connect* waits for the
+    connection up to the call's ``timeout`` (default
+    ``ca.DEFAULT_CONNECTION_TIMEOUT``), raising ChannelAccessException when
+    the connection is *required* and does not come.
+    """
 
     @functools.wraps(fcn)
     def wrapper(*args: Any, **kwds: Any) -> R | None:
         if ca.libca is ca._FINALIZED:
             return None
         args = _as_chid(fcn.__name__, args)
-        if args and not isConnected(args[0]):
+        if connect and args and not isConnected(args[0]):
             timeout = kwds.get("timeout", ca.DEFAULT_CONNECTION_TIMEOUT)
-            if not connect_channel(args[0], timeout=timeout):
+            if not connect_channel(args[0], timeout=timeout) and required:
                 raise ChannelAccessException(
                     f"{fcn.__name__}() timed out waiting '{name(args[0])}' to connect ({timeout:.0f} seconds)"
                 )
@@ -242,19 +238,19 @@ def withConnectedCHID(fcn: Callable[P, R]) -> Callable[P, R | None]:
     return wrapper
 
 
+def withCHID(fcn: Callable[P, R]) -> Callable[P, R | None]:
+    """Check that the first argument is a known chid (an int is accepted too)."""
+    return _chid_guard(fcn, connect=False, required=False)
+
+
+def withConnectedCHID(fcn: Callable[P, R]) -> Callable[P, R | None]:
+    """As :func:`withCHID`, and wait for the connection (raise ChannelAccessException if none)."""
+    return _chid_guard(fcn, connect=True, required=True)
+
+
 def withMaybeConnectedCHID(fcn: Callable[P, R]) -> Callable[P, R | None]:
     """As :func:`withCHID`, and wait a while for the connection (going on without one)."""
-
-    @functools.wraps(fcn)
-    def wrapper(*args: Any, **kwds: Any) -> R | None:
-        if ca.libca is ca._FINALIZED:
-            return None
-        args = _as_chid(fcn.__name__, args)
-        if args and not isConnected(args[0]):
-            connect_channel(args[0], timeout=kwds.get("timeout", ca.DEFAULT_CONNECTION_TIMEOUT))
-        return fcn(*args, **kwds)
-
-    return wrapper
+    return _chid_guard(fcn, connect=True, required=False)
 
 
 def withInitialContext(fcn: Callable[P, R]) -> Callable[P, R]:

@@ -226,24 +226,24 @@ def _as_string(val: Any, chid: Any, count: int, ftype: int) -> Any:
         return val
 
 
-@withMaybeConnectedCHID
-def get_ctrlvars(chid: chid_t, timeout: float = 5.0, warn: bool = True) -> dict[str, Any] | None:
-    """The control fields (limits, precision, units, enum_strs, status, severity), or None."""
-    ftype = promote_type(chid, use_ctrl=True)
+def _metadata_only(chid: chid_t, ftype: int | None, timeout: float) -> dict[str, Any] | None:
+    """Read one element of type *ftype* and return its metadata without the value, or None."""
     md = get_with_metadata(chid, ftype=ftype, count=1, timeout=timeout, wait=True)
     if md is not None:
         md.pop("value", None)
     return md
+
+
+@withMaybeConnectedCHID
+def get_ctrlvars(chid: chid_t, timeout: float = 5.0, warn: bool = True) -> dict[str, Any] | None:
+    """The control fields (limits, precision, units, enum_strs, status, severity), or None."""
+    return _metadata_only(chid, promote_type(chid, use_ctrl=True), timeout)
 
 
 @withCHID
 def get_timevars(chid: chid_t, timeout: float = 5.0, warn: bool = True) -> dict[str, Any] | None:
     """status, severity and the time stamp fields, or None."""
-    ftype = promote_type(chid, use_time=True)
-    md = get_with_metadata(chid, ftype=ftype, count=1, timeout=timeout, wait=True)
-    if md is not None:
-        md.pop("value", None)
-    return md
+    return _metadata_only(chid, promote_type(chid, use_time=True), timeout)
 
 
 def get_timestamp(chid: Any) -> float:

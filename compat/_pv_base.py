@@ -104,14 +104,6 @@ class PVBase(PVAttributes):
 
         def clear_callbacks(self, with_access_callback: bool = False, with_connect_callback: bool = False) -> None: ...
 
-        def get(
-            self,
-            count: int | None = None,
-            as_string: bool = False,
-            as_numpy: bool = True,
-            timeout: float | None = None,
-            with_ctrlvars: bool = False,
-            use_monitor: bool = True,
-        ) -> Any: ...
+        def get(self, *args: Any, **kwargs: Any) -> Any: ...  # (PVReadWrite.get; its signature is told there)
 
         def get_ctrlvars(self, timeout: float = 5, warn: bool = True) -> dict[str, Any] | None: ...

@@ -23,7 +23,6 @@ from caclient import (
     AccessDeniedError,
     CAError,
     CATimeoutError,
-    DisconnectedError,
     RemoteError,
 )
 
@@ -163,16 +162,8 @@ class PVReadWrite(PVBase):
         req = 0 if count is None else min(count, nelm)
         if timeout is None:
             timeout = 1.0 + log10(max(1, req or nelm))
-        try:
-            resp = eng.read(data_type=ftype, data_count=req or None, timeout=max(timeout, 0.0))
-        except RemoteError as exc:
-            raise ca.ChannelAccessGetFailure(
-                f"Get failed; status code: {exc.status}", chid=self.chid, status=exc.status
-            ) from None
-        except AccessDeniedError:
-            raise ca.CASeverityException("get", ca.message(368)) from None
-        except (CATimeoutError, DisconnectedError, CAError):
-            warnings.warn(f"ca.get('{self.pvname}') timed out after {timeout:.2f} seconds.", stacklevel=3)
+        resp = _read_reply(self, eng, ftype, req or None, timeout)
+        if resp is None:
             return None
         ftype = int(resp.data_type) if ftype is None else ftype
         out = _convert.metadata(resp.metadata, ftype) if ftype >= dbr.TIME_STRING else {}
@@ -184,16 +175,8 @@ class PVReadWrite(PVBase):
             return None
         eng = self._chan()
         ftype = _convert.promote(self._ntype, form)
-        try:
-            resp = eng.read(data_type=ftype, data_count=1, timeout=max(timeout, 0.0))
-        except RemoteError as exc:
-            raise ca.ChannelAccessGetFailure(
-                f"Get failed; status code: {exc.status}", chid=self.chid, status=exc.status
-            ) from None
-        except AccessDeniedError:
-            raise ca.CASeverityException("get", ca.message(368)) from None
-        except CAError:
-            warnings.warn(f"ca.get('{self.pvname}') timed out after {timeout:.2f} seconds.", stacklevel=3)
+        resp = _read_reply(self, eng, ftype, 1, timeout)
+        if resp is None:
             return None
         kwds = _convert.metadata(resp.metadata, ftype)
         self._args.update(kwds)
@@ -297,6 +280,26 @@ class PVReadWrite(PVBase):
         if arg == "char_value" and self._charval_dirty:
             self._set_charval(args["value"], call_ca=False)
         return self._args.get(arg, None)
+
+
+def _read_reply(pv: PVBase, eng: Any, ftype: int | None, count: int | None, timeout: float) -> Any:
+    """Read *count* elements of type *ftype* from *eng*: the response, or None on timeout (with a warning).
+
+    The one place that maps read failures to pyepics' exceptions, for
+    :meth:`PVReadWrite._read` and :meth:`PVReadWrite._meta`.  (Its warning
+    names the caller of their caller, as theirs did.)
+    """
+    try:
+        return eng.read(data_type=ftype, data_count=count, timeout=max(timeout, 0.0))
+    except RemoteError as exc:
+        raise ca.ChannelAccessGetFailure(
+            f"Get failed; status code: {exc.status}", chid=pv.chid, status=exc.status
+        ) from None
+    except AccessDeniedError:
+        raise ca.CASeverityException("get", ca.message(368)) from None
+    except CAError:  # (CATimeoutError, DisconnectedError and the rest)
+        warnings.warn(f"ca.get('{pv.pvname}') timed out after {timeout:.2f} seconds.", stacklevel=4)
+        return None
 
 
 def _put(pv: PVBase, value: Any, wait: bool, timeout: float, done: Callable[..., Any] | None, data: Any) -> int | None:
