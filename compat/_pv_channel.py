@@ -62,7 +62,7 @@ class PVChannel(PVBase):
             self.chid = id(eng)
             self._args["chid"] = self.chid
             relay = self._relay = _Relay(self, eng)
-            relay.conn_token = eng.connection_state_callback.add_callback(relay.on_connection, run=True)
+            relay.conn_token = eng.connection_state_callback.add_callback(relay, run=True)
             if self.access_callbacks:
                 self._watch_access()
         return eng

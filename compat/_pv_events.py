@@ -49,44 +49,42 @@ _get = list.__getitem__  # (positional access to a PV's Fields, on the monitor p
 _set = list.__setitem__
 
 
-class _Relay:
-    """The engine callbacks of one PV, holding the PV only weakly.
+class _Relay(weakref.ref):  # type: ignore[type-arg]
+    """The engine callbacks of one PV: a weak reference to the PV that is also its callback.
 
-    The engine holds the relay; the relay holds a weak reference to its PV,
-    so a PV nobody refers to is freed.  A relay whose PV is gone removes its
-    engine callbacks the next time one runs (on a callback thread, where that
-    is safe).  One small relay per PV costs far less than a weak method per
-    callback.
+    The engine holds the relay; the relay refers to its PV only weakly, so a
+    PV nobody refers to is freed.  A relay whose PV is gone removes its engine
+    callbacks the next time one runs (on a callback thread, where that is
+    safe).  Being the weak reference itself, and the one callable the engine
+    calls for both connection events and monitor updates, the relay is the
+    only object a PV needs for them (no weak method, no bound method).
     """
 
-    __slots__ = ("conn_token", "eng", "ref", "sub", "sub_token")
+    __slots__ = ("conn_token", "eng", "sub", "sub_token")
 
-    def __init__(self, pv: PVBase, eng: Any) -> None:
-        self.ref = weakref.ref(pv)
+    def __new__(cls, pv: PVBase, eng: Any) -> _Relay:
+        return super().__new__(cls, pv)
+
+    def __init__(self, pv: PVBase, eng: Any) -> None:  # (the reference itself is made by __new__)
         self.eng = eng
         self.conn_token: int | None = None
         self.sub: Any = None
         self.sub_token: int | None = None
 
-    def on_connection(self, eng: Any, state: str) -> None:
-        pv = self.ref()
+    def __call__(self, source: Any, event: Any) -> None:  # type: ignore[override]
+        """A monitor update ``(sub, response)`` or a connection event ``(channel, state)``."""
+        pv = _deref(self)
         if pv is None:
             self.drop()
+        elif event.__class__ is str:
+            pv._on_connection_event(source, event)
         else:
-            pv._on_connection_event(eng, state)
+            pv._on_monitor_event(source, event)
 
     def on_access(self, eng: Any, rights: Any) -> None:
-        pv = self.ref()
+        pv = _deref(self)
         if pv is not None:
             pv._on_access_event(eng, rights)
-
-    def __call__(self, sub: Any, resp: Any) -> None:
-        """A monitor update (the relay itself is the subscription's callback: no bound method to keep)."""
-        pv = self.ref()
-        if pv is None:
-            self.drop()
-        else:
-            pv._on_monitor_event(sub, resp)
 
     def drop(self) -> None:
         """Remove the engine callbacks (the PV is gone or detached)."""
@@ -100,6 +98,9 @@ class _Relay:
         self.sub = self.sub_token = None
         if sub is not None and token is not None:
             sub.remove_callback(token)
+
+
+_deref = weakref.ref.__call__  # (the relay's own __call__ is the callback)
 
 
 def _applied_mark(resp: Any) -> Any:

@@ -50,6 +50,7 @@ This module holds the class itself (its slots and constructor), its
 
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -169,7 +170,7 @@ class PV(PVChannel, PVEvents, PVReadWrite):
         monitor_delta: float | None = None,
     ) -> None:
         self.pvname: str = pvname.strip()
-        self.form: str = form.lower()
+        self.form: str = sys.intern(form.lower())  # (one string for every PV, not one each)
         self.verbose = verbose
         self._auto_monitor = auto_monitor
         self.ftype: int | None = None
