@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from ._context import Context
     from ._pv import PV
 
-_deliver = Subscription._deliver  # (queued as a plain function: no bound method per update)
+_deliver = Subscription._deliver  # (a plain function: no bound method made per update)
 
 log = logging.getLogger("caclient.circuit")
 
@@ -446,7 +446,6 @@ class Circuit:
         unpack = _proto.HEADER.unpack_from
         jobs: list[Any] = []
         subs = self._subs  # read without _lock: dict.get is atomic, writers hold _lock
-        deliver = _deliver
         while end - start >= 16:
             cmd, size, dtype, count, p1, p2 = unpack(buf, start)
             body = start + 16
@@ -474,7 +473,7 @@ class Circuit:
                     update = (dtype, count, p1, bytes(buf[body:stop]))  # (see _subscription.Update)
                     if sub.all_updates:
                         sub._recent = update
-                        jobs.append((sub.pv, deliver, (sub, update)))
+                        jobs.append((sub.pv, sub._deliver_fn, update))
                     else:
                         job = sub._on_update_latest(update)
                         if job is not None:

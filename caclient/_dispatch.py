@@ -16,7 +16,8 @@ Threads
 
 Locks
   ``_lock`` (a leaf lock, guarded through ``_cond``) guards ``_queues``,
-  ``_ready``, ``_backlog``, ``_closed`` and ``_drain_watch``.  Jobs run with no
+  ``_ready``, ``_spare``, ``_epoch``, ``_backlog``, ``_closed`` and
+  ``_drain_watch``.  Jobs run with no
   lock held.  A key is at any moment in exactly one of: absent, in ``_ready``,
   or held by one worker — that is what keeps per-key order.
 
@@ -40,7 +41,12 @@ log = logging.getLogger("caclient.dispatch")
 #: object a waiting job adds is one more for the cyclic garbage collector).
 Job = tuple[object, Callable[..., Any], tuple[Any, ...]]
 
-_POOL = 1024  # empty per-key queues kept for reuse (see _queue)
+_POOL = 1024  # empty per-key deques kept for reuse
+
+# ``_queues`` maps a key to its single waiting job (the common case: no
+# container at all), to a deque of its jobs, or, while a worker runs the
+# key's only job, to _HELD.
+_HELD: Any = object()
 
 BURST = 8
 
@@ -72,8 +78,9 @@ class Dispatcher:
             raise ValueError("max_workers must be at least 1")
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._queues: dict[object, deque[Job]] = {}
-        self._spare: list[deque[Job]] = []  # empty queues for reuse (guarded by _lock)
+        self._queues: dict[object, Any] = {}  # key → a Job, a deque of Jobs, or _HELD
+        self._spare: list[deque[Job]] = []  # empty deques for reuse (guarded by _lock)
+        self._epoch = 0  # bumped when shutdown(cancel_pending=True) drops every queue
         self._ready: deque[object] = deque()
         self._backlog = 0
         self._closed = False
@@ -98,16 +105,30 @@ class Dispatcher:
         with self._cond:
             if self._closed:
                 return
-            job = (key, fn, args)
-            q = self._queues.get(key)
-            if q is None:
-                q = self._queues[key] = self._spare.pop() if self._spare else deque()
-                q.append(job)
+            if self._enqueue((key, fn, args)):
                 self._ready.append(key)
                 self._cond.notify()
-            else:
-                q.append(job)
             self._backlog += 1
+
+    def _enqueue(self, job: Job) -> bool:
+        # Under _lock: queue *job* behind its key's; True when the key is new
+        # (then the caller puts it in _ready).
+        queues = self._queues
+        key = job[0]
+        q = queues.get(key)
+        if q is None:
+            queues[key] = job
+            return True
+        if q is _HELD:
+            queues[key] = job  # (the worker holding the key requeues it)
+        elif q.__class__ is tuple:
+            d = self._spare.pop() if self._spare else deque()
+            d.append(q)
+            d.append(job)
+            queues[key] = d
+        else:
+            q.append(job)
+        return False
 
     def submit_many(self, jobs: Iterable[Job]) -> int:
         """Queue many ``(key, fn, args)`` jobs with one lock round; returns the backlog."""
@@ -115,21 +136,20 @@ class Dispatcher:
             if self._closed:
                 return 0
             queues = self._queues
-            spare = self._spare
             ready = self._ready
+            enqueue = self._enqueue
             new_keys = 0
             n = 0
             for job in jobs:
                 n += 1
                 key = job[0]
-                q = queues.get(key)
-                if q is None:
-                    # (reused queues: a new deque per key per update would be
-                    # garbage-collector work under a flood of monitor updates)
-                    q = queues[key] = spare.pop() if spare else deque()
+                if key not in queues:  # (the common case, inlined)
+                    queues[key] = job
                     ready.append(key)
                     new_keys += 1
-                q.append(job)
+                elif enqueue(job):
+                    ready.append(key)
+                    new_keys += 1
             self._backlog += n
             if new_keys:
                 self._cond.notify(new_keys)
@@ -162,7 +182,7 @@ class Dispatcher:
     def _worker(self) -> None:
         cond = self._cond
         while True:
-            taken: list[tuple[object, deque[Job]]] = []
+            taken: list[object] = []
             batch: list[Job] = []
             with cond:
                 while not self._ready and not self._closed:
@@ -173,15 +193,20 @@ class Dispatcher:
                 # all.  The keys taken are held by this worker until it
                 # puts them back, which is what keeps per-key order.
                 ready, queues = self._ready, self._queues
+                epoch = self._epoch
                 while ready and len(batch) < self._take:
                     key = ready.popleft()
                     q = queues[key]
-                    n = len(q)
-                    if n == 1:
-                        batch.append(q.popleft())
+                    if q.__class__ is tuple:
+                        batch.append(q)
+                        queues[key] = _HELD
                     else:
-                        batch.extend([q.popleft() for _ in range(min(BURST, n))])
-                    taken.append((key, q))
+                        n = len(q)
+                        if n == 1:
+                            batch.append(q.popleft())
+                        else:
+                            batch.extend([q.popleft() for _ in range(min(BURST, n))])
+                    taken.append(key)
             errors = 0
             for job in batch:
                 try:
@@ -198,10 +223,13 @@ class Dispatcher:
                 self._errors += errors
                 requeued = 0
                 queues = self._queues
-                for key, q in taken:
-                    if queues.get(key) is not q:
-                        continue  # dropped by shutdown(cancel_pending=True)
-                    if q:
+                if self._epoch != epoch:
+                    taken = []  # dropped by shutdown(cancel_pending=True) meanwhile
+                for key in taken:
+                    q = queues[key]
+                    if q is _HELD:
+                        del queues[key]
+                    elif q.__class__ is tuple or q:
                         self._ready.append(key)
                         requeued += 1
                     else:
@@ -231,6 +259,7 @@ class Dispatcher:
         with self._cond:
             self._closed = True
             if cancel_pending:
+                self._epoch += 1
                 self._queues.clear()
                 self._ready.clear()
                 self._backlog = 0

@@ -81,6 +81,7 @@ class Subscription(Registry):
         "_circuit",
         "_sent_type",
         "_sent_count",
+        "_deliver_fn",
         "all_updates",
         "dropped",
         "_latest",
@@ -99,6 +100,10 @@ class Subscription(Registry):
         self.dropped = 0
         self._latest: Update | None = None  # all_updates=False: the update not yet delivered
         self._recent: Update | None = None  # (see most_recent_response)
+        # Bound once: the circuit queues ``(pv, sub._deliver_fn, update)``, the
+        # update tuple being the arguments, so a waiting update is one job
+        # tuple and nothing else the garbage collector must look at.
+        self._deliver_fn = self._deliver_raw
         self._lock = pv._lock
         self._subid: int | None = None
         self._circuit: Circuit | None = None
@@ -217,6 +222,9 @@ class Subscription(Registry):
         subid, circuit = self._subid, self._circuit
         self._subid = None
         self._circuit = None
+        # Nothing arrives while cancelled: the last update would be stale for
+        # whoever subscribes again (they get a fresh one from the server).
+        self._recent = None
         if subid is None or circuit is None:
             return
         circuit.remove_subscription(subid)
@@ -250,10 +258,14 @@ class Subscription(Registry):
         if update is not None:
             self._deliver(update)
 
+    def _deliver_raw(self, data_type: int, count: int, status: int, payload: bytes) -> None:
+        # Worker thread: a small update (see _deliver_fn).
+        resp = ReadResponse(data_type, count, status, payload, self.pv.context.encoding)
+        if self._call_all(self, resp):
+            self._prune()
+
     def _deliver(self, update: Update) -> None:
-        # Worker thread: run the callbacks; forget weak ones that died.  The
-        # circuit queues ``(pv, Subscription._deliver, (sub, update))``: the
-        # plain function, so no bound method is made or kept per subscription.
+        # Worker thread: run the callbacks; forget weak ones that died.
         if type(update) is tuple:
             resp = ReadResponse(update[0], update[1], update[2], update[3], self.pv.context.encoding)
         else:

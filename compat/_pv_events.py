@@ -248,7 +248,11 @@ class PVEvents(PVBase):
                         kept["timestamp"] = stamp
                         kept["posixseconds"] = secs
                         kept["nanoseconds"] = nsec
-                    kept["cb_info"] = (index, self)
+                    info = kept.get("cb_info")
+                    if info is None or info[0] != index:
+                        # (kept from one update to the next: a new tuple each time would
+                        # live long enough to be garbage-collector work)
+                        kept["cb_info"] = (index, self)
                     try:
                         func(**kept)  # (the callee gets its own copy)
                     except Exception:

@@ -245,7 +245,11 @@ def test_monitor_delta_filters_in_the_client_when_mdel_is_not_there(epics_cp: An
     pv = epics_cp.PV(
         P + "ao", monitor_delta=0.5, connection_timeout=0.5, callback=lambda value=None, **kw: got.put(value)
     )
-    assert got.get(timeout=5) == 0.0
+    # caproto's server may first send a stale value to a new DBR_TIME
+    # subscription (seen after test_engine's EVENTS_OFF test wrote 21.0 with
+    # events off): wait for the 0.0 written above.
+    while got.get(timeout=5) != 0.0:
+        pass
     for value in (0.1, 0.2, 0.9, 1.0, 1.6):
         epics_cp.caput(P + "ao", value, wait=True)
     assert got.get(timeout=5) == 0.9
