@@ -8,11 +8,13 @@ re-activated by the PV whenever the channel (re)connects, so subscribers get a
 fresh value after a reconnection with nothing to do.
 
 Threads: users call add/remove; the PV's connection handler (circuit thread)
-calls :meth:`_activate` / :meth:`_deactivated`; the circuit thread builds a
-dispatcher job for each update (inlined in its receive loop), keyed by the
-PV, so one PV's callbacks run in order and never concurrently.  With
-``all_updates=False`` it keeps only the newest undelivered update instead
-(:meth:`_on_update_latest`).
+calls :meth:`_activate_locked` / :meth:`_deactivated_locked`; the circuit
+thread stores each update (an :data:`Update`, set without a lock: one
+attribute store) and builds a dispatcher job for it (inlined in its receive
+loop), keyed by the PV, so one PV's callbacks run in order and never
+concurrently; the worker makes the ReadResponse right before the callbacks.
+With ``all_updates=False`` it keeps only the newest undelivered update
+instead (:meth:`_on_update_latest`).
 
 Locks: ``_lock`` is the PV's own lock (shared, so that a subscribed PV costs
 one lock, not three); it guards the callbacks, ``_subid``, ``_circuit``,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -361,6 +362,28 @@ def test_events_off_and_on(ctx: Context, ioc: IOCHandle) -> None:
     pv.circuit_manager.events_on()
     assert got.get(timeout=5) == 21.0
     sub.clear()
+
+
+def test_most_recent_response_follows_updates_and_is_forgotten_when_cancelled(ctx: Context, ioc: IOCHandle) -> None:
+    pv = pv1(ctx, ioc, "ao")
+    got: queue.Queue[float] = queue.Queue()
+    sub = pv.subscribe(data_type="time")
+    token = sub.add_callback(lambda s, r: got.put(r.data[0]))
+    first = got.get(timeout=5)
+    target = first + 1.5
+    pv.write(target, wait=True)
+    while got.get(timeout=5) != target:
+        pass
+    recent = sub.most_recent_response
+    assert recent is not None and recent.data[0] == target and recent.data_type == ChannelType.TIME_DOUBLE
+    assert sub.most_recent_response.metadata.timestamp == recent.metadata.timestamp  # (a new object, equal)
+    # A kept update is plain bytes in a tuple: the cyclic garbage collector
+    # stops tracking it, which is what keeps it cheap with thousands of PVs.
+    gc.collect()
+    assert not gc.is_tracked(sub._recent)
+    sub.remove_callback(token)
+    assert sub.most_recent_response is None  # (the monitor stopped: it would go stale)
+    pv.write(first, wait=True)
 
 
 # ---------------------------------------------------------------- lifecycle
