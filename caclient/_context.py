@@ -16,13 +16,14 @@ the names of its channels.
 
 Rules (lock order, from outermost)
   1. ``Context._lock`` guards ``_pvs``, ``_circuits``, ``_closed``.
-  2. ``PV._lock`` (see ``_pv``).
-  3. ``Subscription._lock`` (see ``_subscription``).
-  4. Leaf locks: ``Circuit._lock`` then ``Circuit._send_lock``; the
+  2. ``PV._lock`` (see ``_pv``), which the PV's subscriptions and callback
+     handlers use as theirs (``Subscription._lock`` is the same lock: one
+     per PV keeps thousands of PVs small).
+  3. Leaf locks: ``Circuit._lock`` then ``Circuit._send_lock``; the
      dispatcher's lock; the searcher's inbox lock.
   Take locks only in this order.  Never wait, join, start a thread, connect a
   socket or run a user callback with one of them held.  The single exception
-  is ``Circuit.send``, which never blocks and may be called under 2 or 3.
+  is ``Circuit.send``, which never blocks and may be called under 2.
 
 Threads never run user code except the dispatcher's workers.  Blocking calls
 (read, write, wait_for_connection) refuse to run on the I/O threads.
