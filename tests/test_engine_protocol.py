@@ -15,14 +15,7 @@ import numpy as np
 import pytest
 from engine_support import connected, connection_states, open_context
 
-from caclient import (
-    BlockingCallError,
-    CATimeoutError,
-    ChannelType,
-    Context,
-    DisconnectedError,
-    RemoteError,
-)
+from caclient import BlockingCallError, CATimeoutError, ChannelType, Context, DisconnectedError, RemoteError
 from caclient._sync import IOThread, ensure_not_io_thread
 from caclient.testing import CaprotoIOC, EpicsIOC, IOCHandle, make_numbered_db
 
