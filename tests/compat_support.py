@@ -129,6 +129,16 @@ def epics_fixture(cioc: IOCHandle, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     yield from use_compat(cioc, monkeypatch)
 
 
+@pytest.fixture(name="epics")
+def epics_fresh_ca_fixture(cioc: IOCHandle, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """As :func:`epics_fixture`, with ``compat.ca`` as before first use (no context, no channel) and reset after."""
+    compat.ca._reset()
+    try:
+        yield from use_compat(cioc, monkeypatch)
+    finally:
+        compat.ca._reset()
+
+
 #: The writable PVs of the shared caproto IOC; other tests expect their first values.
 CAPROTO_WRITABLE = ("ao", "long", "str", "enum", "wf", "chwf", "slow")
 

@@ -58,21 +58,15 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def epics_ioc() -> Iterator[IOCHandle]:
     """The EPICS C IOC on the test database, for the whole session."""
-    handle = EpicsIOC().start()
-    try:
+    with EpicsIOC() as handle:  # (started on entry, stopped on exit)
         yield handle
-    finally:
-        handle.stop()
 
 
 @pytest.fixture(scope="session")
 def caproto_ioc() -> Iterator[IOCHandle]:
     """The caproto test IOC, for the whole session."""
-    handle = CaprotoIOC().start()
-    try:
+    with CaprotoIOC() as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 @pytest.fixture(scope="session", params=["epics", "caproto"], ids=["epics", "caproto"])

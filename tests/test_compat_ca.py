@@ -5,26 +5,19 @@ from __future__ import annotations
 import queue
 import threading
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from compat_oracle import execute
-from compat_support import cioc_fixture, compat_ioc, differences, run_pyepics, use_compat  # noqa: F401
+from compat_support import (  # noqa: F401
+    cioc_fixture,
+    compat_ioc,
+    differences,
+    epics_fresh_ca_fixture,
+    run_pyepics,
+)
 
-import compat
 from caclient.testing import IOCHandle
-
-
-@pytest.fixture(name="epics")
-def ca_epics_fixture(cioc: IOCHandle, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """compat pointed at the compat IOC, with ``ca`` as before first use."""
-    compat.ca._reset()
-    try:
-        yield from use_compat(cioc, monkeypatch)
-    finally:
-        compat.ca._reset()
-
 
 # -- differential: the same code through pyepics and compat ------------------------------------------
 S: dict[str, str] = {}

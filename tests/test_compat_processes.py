@@ -11,14 +11,12 @@ import multiprocessing
 import multiprocessing.forkserver
 import queue
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import compat_mp_children as children
 import pytest
-from compat_support import cioc_fixture, use_compat  # noqa: F401
+from compat_support import cioc_fixture, epics_fresh_ca_fixture  # noqa: F401
 
-import compat
 from caclient.testing import IOCHandle
 
 METHODS = [m for m in ("fork", "forkserver", "spawn") if m in multiprocessing.get_all_start_methods()]
@@ -30,15 +28,6 @@ def _forkserver_started() -> None:
     # per-test leak check looks at this process's sockets.
     if "forkserver" in METHODS:
         multiprocessing.forkserver.ensure_running()
-
-
-@pytest.fixture(name="epics")
-def processes_epics_fixture(cioc: IOCHandle, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    compat.ca._reset()
-    try:
-        yield from use_compat(cioc, monkeypatch)
-    finally:
-        compat.ca._reset()
 
 
 class ParentMonitor:

@@ -6,24 +6,14 @@ import io
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from compat_support import cioc_fixture, use_compat  # noqa: F401
+from compat_support import cioc_fixture, epics_fresh_ca_fixture  # noqa: F401
 
 import compat
 from caclient.testing import IOCHandle
-
-
-@pytest.fixture(name="epics")
-def threads_epics_fixture(cioc: IOCHandle, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """compat pointed at the compat IOC; nothing made yet (no context, no channel)."""
-    compat.ca._reset()
-    try:
-        yield from use_compat(cioc, monkeypatch)
-    finally:
-        compat.ca._reset()
 
 
 def _run_threads(n: int, work: Callable[[int], None], timeout: float) -> None:

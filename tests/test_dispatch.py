@@ -29,9 +29,31 @@ def dispatcher(max_workers: int = 1, **kw: Any) -> Iterator[Dispatcher]:
     finally:
         # (not cancel_pending: see test_shutdown_cancel_pending_while_key_is_held)
         d.shutdown(wait=True, timeout=WAIT)
-        for t in d._threads:
-            t.join(WAIT)
-            assert not t.is_alive(), f"{t.name} did not stop"
+        join_workers(d)
+
+
+def join_workers(d: Dispatcher) -> None:
+    """Wait (bounded) for every worker of *d* to end; fail naming any still running."""
+    for t in d._threads:
+        t.join(WAIT)
+    running = [t.name for t in d._threads if t.is_alive()]
+    assert not running, f"{running} did not stop"
+
+
+@pytest.fixture
+def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[BaseException | None]:
+    """What escapes any thread during the test (through ``threading.excepthook``)."""
+    errors: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    return errors
+
+
+def assert_cancelled_cleanly(d: Dispatcher, ran: list[int], thread_errors: list[BaseException | None]) -> None:
+    """After ``shutdown(cancel_pending=True)``: the workers ended without errors and no queued job ran."""
+    join_workers(d)
+    assert thread_errors == []
+    assert ran == []
+    assert d.backlog == 0
 
 
 class Gate:
@@ -400,9 +422,7 @@ def test_shutdown_is_idempotent() -> None:
     assert all(not t.is_alive() for t in d._threads)
 
 
-def test_shutdown_cancel_pending_drops_queued_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    thread_errors: list[BaseException | None] = []
-    monkeypatch.setattr(threading, "excepthook", lambda args: thread_errors.append(args.exc_value))
+def test_shutdown_cancel_pending_drops_queued_jobs(thread_errors: list[BaseException | None]) -> None:
     ran: list[int] = []
     gates = [Gate(), Gate()]
     d = Dispatcher(2)
@@ -416,21 +436,14 @@ def test_shutdown_cancel_pending_drops_queued_jobs(monkeypatch: pytest.MonkeyPat
         assert d.backlog == 0
         for g in gates:
             g.release.set()
-        for t in d._threads:
-            t.join(WAIT)
-        assert all(not t.is_alive() for t in d._threads)
-        assert thread_errors == []
-        assert ran == []
-        assert d.backlog == 0
+        assert_cancelled_cleanly(d, ran, thread_errors)
     finally:
         for g in gates:
             g.release.set()
         d.shutdown(wait=True, timeout=WAIT)
 
 
-def test_shutdown_cancel_pending_while_key_is_held(monkeypatch: pytest.MonkeyPatch) -> None:
-    thread_errors: list[BaseException | None] = []
-    monkeypatch.setattr(threading, "excepthook", lambda args: thread_errors.append(args.exc_value))
+def test_shutdown_cancel_pending_while_key_is_held(thread_errors: list[BaseException | None]) -> None:
     ran: list[int] = []
     gate = Gate()
     d = Dispatcher(1)
@@ -441,12 +454,7 @@ def test_shutdown_cancel_pending_while_key_is_held(monkeypatch: pytest.MonkeyPat
             d.submit("a", ran.append, i)  # ... while more of a's jobs queue up
         d.shutdown(wait=False, cancel_pending=True)
         gate.release.set()
-        for t in d._threads:
-            t.join(WAIT)
-        assert all(not t.is_alive() for t in d._threads)
-        assert thread_errors == []
-        assert ran == []
-        assert d.backlog == 0
+        assert_cancelled_cleanly(d, ran, thread_errors)
         assert d.statistics().backlog == 0
     finally:
         gate.release.set()
@@ -471,9 +479,7 @@ def test_shutdown_from_inside_a_worker(workers: int) -> None:
         d.submit("stop", stop)
         d.submit("stop", after.append, "queued-before-shutdown")
         assert returned.wait(WAIT), "shutdown from a worker deadlocked"
-        for t in d._threads:
-            t.join(WAIT)
-        assert all(not t.is_alive() for t in d._threads)
+        join_workers(d)
         # the job queued before shutdown (same key, behind stop) still ran
         assert after == ["queued-before-shutdown"]
     finally:

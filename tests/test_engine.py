@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from engine_support import connected, open_context
 
 from caclient import (
     AccessDeniedError,
@@ -29,14 +30,12 @@ from caclient.testing import IOCHandle
 
 @pytest.fixture
 def ctx(ioc: IOCHandle) -> Iterator[Context]:
-    with Context(env=ioc.env, timeout=5.0) as c:
-        yield c
+    yield from open_context(ioc.env, 5.0)
 
 
 def pv1(ctx: Context, ioc: IOCHandle, name: str) -> Any:
-    (pv,) = ctx.get_pvs(ioc.pv(name))
-    pv.wait_for_connection()
-    return pv
+    """The connected PV of *ioc*'s record *name*."""
+    return connected(ctx, ioc.pv(name))
 
 
 # ---------------------------------------------------------------- connecting

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from compat_support import compat_ioc, restored
+from engine_support import open_context
 
 from caclient import AccessDeniedError, CATimeoutError, Context, WriteResponse
 from caclient.testing import IOCHandle
@@ -27,8 +28,7 @@ def ioc(request: pytest.FixtureRequest) -> Iterator[IOCHandle]:
 
 @pytest.fixture
 def ctx(ioc: IOCHandle) -> Iterator[Context]:
-    with Context(env=ioc.env, timeout=5.0) as c:
-        yield c
+    yield from open_context(ioc.env, 5.0)
 
 
 def test_write_many_waits_for_every_completion(ctx: Context, ioc: IOCHandle) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from engine_support import connected, connection_states, open_context
 from fakeserver import HDR, FakeServer, msg
 
 from caclient import AccessDeniedError, AccessRights, Context, RemoteError
@@ -22,14 +23,7 @@ def server() -> Iterator[FakeServer]:
 
 @pytest.fixture
 def ctx(server: FakeServer) -> Iterator[Context]:
-    with Context(env=server.env, timeout=5) as c:
-        yield c
-
-
-def connected(ctx: Context, name: str) -> Any:
-    (pv,) = ctx.get_pvs(name)
-    pv.wait_for_connection()
-    return pv
+    yield from open_context(server.env, 5)
 
 
 def test_create_channel_failure_is_retried(server: FakeServer, ctx: Context) -> None:
@@ -42,8 +36,7 @@ def test_create_channel_failure_is_retried(server: FakeServer, ctx: Context) -> 
 
 def test_server_disconn_then_reconnect(server: FakeServer, ctx: Context) -> None:
     pv = connected(ctx, "FAKE:a")
-    states: queue.Queue[str] = queue.Queue()
-    pv.connection_state_callback.add_callback(lambda p, st: states.put(st))
+    states = connection_states(pv)
     server.drop_channel("FAKE:a")
     assert states.get(timeout=5) == "disconnected"
     assert states.get(timeout=5) == "connected"
@@ -85,8 +78,7 @@ def test_malformed_frame_drops_only_that_circuit(
 ) -> None:
     with FakeServer({"OTHER:x": 9.0}) as other:
         a = connected(ctx, "FAKE:a")
-        states: queue.Queue[str] = queue.Queue()
-        a.connection_state_callback.add_callback(lambda p, st: states.put(st))
+        states = connection_states(a)
         with Context(env=other.env, timeout=5) as ctx2:
             x = connected(ctx2, "OTHER:x")
             conn, _, _ = server.channel("FAKE:a")
@@ -103,8 +95,7 @@ def test_heartbeat_keeps_a_quiet_circuit(server: FakeServer) -> None:
     env = {**server.env, "EPICS_CA_CONN_TMO": "0.2", "CACLIENT_ECHO_TIMEOUT": "0.5"}
     with Context(env=env, timeout=5) as ctx:
         pv = connected(ctx, "FAKE:a")
-        states: queue.Queue[str] = queue.Queue()
-        pv.connection_state_callback.add_callback(lambda p, st: states.put(st))
+        states = connection_states(pv)
         with pytest.raises(queue.Empty):
             states.get(timeout=1.0)  # five quiet periods: echoes answered, no disconnect
         assert sum(1 for h in server.received if h[0] == 23) >= 2
@@ -115,8 +106,7 @@ def test_unresponsive_server_is_dropped_and_found_again(server: FakeServer) -> N
     env = {**server.env, "EPICS_CA_CONN_TMO": "0.2", "CACLIENT_ECHO_TIMEOUT": "0.3"}
     with Context(env=env, timeout=5) as ctx:
         pv = connected(ctx, "FAKE:a")
-        states: queue.Queue[str] = queue.Queue()
-        pv.connection_state_callback.add_callback(lambda p, st: states.put(st))
+        states = connection_states(pv)
         server.stalled = True
         assert states.get(timeout=5) == "disconnected"
         server.stalled = False
@@ -129,8 +119,7 @@ def test_name_server_link_reconnects(server: FakeServer) -> None:
     with Context(env=env, timeout=5) as ctx:
         a = connected(ctx, "FAKE:a")
         assert a.read().data[0] == 1.5
-        states: queue.Queue[str] = queue.Queue()
-        a.connection_state_callback.add_callback(lambda p, st: states.put(st))
+        states = connection_states(a)
         server.drop_clients()  # the name-server link and the circuit both go
         assert states.get(timeout=5) == "disconnected"
         assert states.get(timeout=10) == "connected"  # found again over the reconnected link
@@ -144,8 +133,7 @@ def test_forged_huge_header_allocates_nothing(server: FakeServer, ctx: Context) 
     import psutil
 
     pv = connected(ctx, "FAKE:a")
-    states: queue.Queue[str] = queue.Queue()
-    pv.connection_state_callback.add_callback(lambda p, st: states.put(st))
+    states = connection_states(pv)
     sub = pv.subscribe()
     got: queue.Queue[Any] = queue.Queue()
     sub.add_callback(lambda s, r: got.put(r))
@@ -163,8 +151,7 @@ def test_forged_huge_header_allocates_nothing(server: FakeServer, ctx: Context) 
 def test_late_large_reply_is_skipped(server: FakeServer, ctx: Context) -> None:
     """A large reply for an operation nobody waits for any more is read past, not kept."""
     pv = connected(ctx, "FAKE:a")
-    states: queue.Queue[str] = queue.Queue()
-    pv.connection_state_callback.add_callback(lambda p, st: states.put(st))
+    states = connection_states(pv)
     conn, _, _ = server.channel("FAKE:a")
     n = 200_000  # 1.6 MB, larger than the receive buffer
     conn.sendall(struct.pack(">HHHHIIII", 15, 0xFFFF, 6, 0, 1, 987654, n * 8, n) + b"\0" * (n * 8))
@@ -176,8 +163,7 @@ def test_max_array_bytes_caps_any_message_when_auto_is_off(server: FakeServer) -
     env = {**server.env, "EPICS_CA_AUTO_ARRAY_BYTES": "NO", "EPICS_CA_MAX_ARRAY_BYTES": "16384"}
     with Context(env=env, timeout=5) as ctx:
         pv = connected(ctx, "FAKE:a")
-        states: queue.Queue[str] = queue.Queue()
-        pv.connection_state_callback.add_callback(lambda p, st: states.put(st))
+        states = connection_states(pv)
         conn, _, _ = server.channel("FAKE:a")
         n = 5000  # 40,000 bytes: a plain header, over the 16 KiB limit
         conn.sendall(HDR.pack(15, n * 8, 6, n, 1, 424242) + b"\0" * (n * 8))

@@ -10,33 +10,19 @@ import threading
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from engine_support import connected, connection_states, open_context
 
-from caclient import (
-    BlockingCallError,
-    CATimeoutError,
-    ChannelType,
-    Context,
-    DisconnectedError,
-    RemoteError,
-)
+from caclient import BlockingCallError, CATimeoutError, ChannelType, Context, DisconnectedError, RemoteError
 from caclient._sync import IOThread, ensure_not_io_thread
 from caclient.testing import CaprotoIOC, EpicsIOC, IOCHandle, make_numbered_db
 
 
 @pytest.fixture
 def ectx(epics_ioc: IOCHandle) -> Iterator[Context]:
-    with Context(env=epics_ioc.env, timeout=10.0) as c:
-        yield c
-
-
-def connected(ctx: Context, name: str) -> Any:
-    (pv,) = ctx.get_pvs(name)
-    pv.wait_for_connection()
-    return pv
+    yield from open_context(epics_ioc.env, 10.0)
 
 
 @pytest.mark.parametrize("n", [1_000_000, 10_000_000])
@@ -130,8 +116,7 @@ def test_duplicate_server_warns_once_and_first_wins(caplog: pytest.LogCaptureFix
 def test_server_death_fails_pending_operations_at_once() -> None:
     with EpicsIOC() as ioc, Context(env=ioc.env, timeout=10) as ctx:
         slow = connected(ctx, ioc.pv("slow"))
-        states: queue.Queue[str] = queue.Queue()
-        slow.connection_state_callback.add_callback(lambda pv, st: states.put(st))
+        states = connection_states(slow)
         errors: queue.Queue[BaseException] = queue.Queue()
 
         def put() -> None:

@@ -19,13 +19,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from net_support import assert_quiet
 
 from caclient import CATimeoutError, Context
 from caclient.testing import IOCHandle
 from tools.faultproxy import FaultProxy, rewrite_search_replies
 
 WAIT = 5.0  # deadline for things that should happen at once
-QUIET = 0.3  # how long "nothing arrives" is watched for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -69,16 +69,6 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
             raise AssertionError(f"EOF after {data!r}")
         data += chunk
     return data
-
-
-def assert_quiet(sock: socket.socket) -> None:
-    """Nothing arrives on `sock` for QUIET seconds."""
-    sock.settimeout(QUIET)
-    try:
-        with pytest.raises(TimeoutError):
-            sock.recv(1)
-    finally:
-        sock.settimeout(WAIT)
 
 
 def test_forwards_both_ways() -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from net_support import assert_quiet
 
 from caclient import Context
 from caclient._repeater import Repeater, cli_main, repeater_port_from_env, run_repeater
@@ -28,7 +29,6 @@ REGISTER = HDR.pack(24, 0, 0, 0, 0, 0)
 NOOP = HDR.pack(0, 0, 0, 0, 0, 0)
 LOOPBACK_INT = 0x7F000001
 WAIT = 5.0
-QUIET = 0.3
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.timeout(60)
@@ -73,15 +73,6 @@ def register(sock: socket.socket, rep: Repeater | tuple[str, int], message: byte
     data = sock.recv(1024)
     assert len(data) == 16
     return HDR.unpack(data)
-
-
-def assert_quiet(sock: socket.socket) -> None:
-    sock.settimeout(QUIET)
-    try:
-        with pytest.raises(TimeoutError):
-            sock.recv(1024)
-    finally:
-        sock.settimeout(WAIT)
 
 
 def addr(sock: socket.socket) -> tuple[str, int]:
