@@ -271,19 +271,8 @@ class Context:
         for i, result in enumerate(results):
             if result is None and not plist[i].connected:
                 results[i] = CATimeoutError(f"{plist[i].name}: not connected", pv=plist[i].name)
-        for i, pv, circuit, ioid, pending in sent:
-            if not pending.wait(deadline.remaining()):
-                circuit.cancel_io(ioid)
-                if not pending.done():
-                    results[i] = CATimeoutError(f"{pv.name}: read timed out", pv=pv.name)
-                    continue
-            if pending.error is not None:
-                results[i] = pending.error if isinstance(pending.error, CAError) else CAError(str(pending.error))
-                continue
-            try:
-                results[i] = _read_result(pv.name, pending.result, self.encoding, circuit)
-            except CAError as exc:
-                results[i] = exc
+        encoding = self.encoding
+        _collect(sent, results, deadline, "read timed out", lambda pv, r, c: _read_result(pv.name, r, encoding, c))
         return [r if r is not None else CAError("internal: no result") for r in results]
 
     @staticmethod
@@ -416,19 +405,7 @@ class Context:
         for i, done in enumerate(handled):
             if not done:
                 results[i] = CATimeoutError(f"{plist[i].name}: not connected", pv=plist[i].name)
-        for i, pv, circuit, ioid, pending in sent:
-            if not pending.wait(deadline.remaining()):
-                circuit.cancel_io(ioid)
-                if not pending.done():
-                    results[i] = CATimeoutError(f"{pv.name}: write not confirmed in time", pv=pv.name)
-                    continue
-            if pending.error is not None:
-                results[i] = pending.error if isinstance(pending.error, CAError) else CAError(str(pending.error))
-                continue
-            try:
-                results[i] = _write_result(pv.name, pending.result, circuit)
-            except CAError as exc:
-                results[i] = exc
+        _collect(sent, results, deadline, "write not confirmed in time", lambda pv, r, c: _write_result(pv.name, r, c))
         return results
 
     def _send_writes(
@@ -613,6 +590,34 @@ class Context:
             self._search(channels, delay)
         elif not closed and channels:
             self._search(channels)
+
+
+def _collect(
+    sent: list[tuple[int, PV, Circuit, int, Pending]],
+    results: list[Any],
+    deadline: Deadline,
+    late: str,
+    convert: Callable[[PV, Any, Circuit], Any],
+) -> None:
+    """Wait for the replies of a burst (read_many, write_many) and put each result in its place.
+
+    A reply not in by *deadline* is cancelled and becomes ``CATimeoutError``
+    ("<name>: *late*"); a failed operation gives its error; a reply is turned
+    into a result by *convert*, whose CAError is kept as the result.
+    """
+    for i, pv, circuit, ioid, pending in sent:
+        if not pending.wait(deadline.remaining()):
+            circuit.cancel_io(ioid)
+            if not pending.done():
+                results[i] = CATimeoutError(f"{pv.name}: {late}", pv=pv.name)
+                continue
+        if pending.error is not None:
+            results[i] = pending.error if isinstance(pending.error, CAError) else CAError(str(pending.error))
+            continue
+        try:
+            results[i] = convert(pv, pending.result, circuit)
+        except CAError as exc:
+            results[i] = exc
 
 
 def _each(entry: PV | tuple[PV, ...] | None) -> tuple[PV, ...]:
