@@ -268,11 +268,7 @@ class Subscription(Registry):
 
     def _deliver(self, update: Update) -> None:
         # Worker thread: run the callbacks; forget weak ones that died.
-        if type(update) is tuple:
-            resp = ReadResponse(update[0], update[1], update[2], update[3], self.pv.context.encoding)
-        else:
-            resp = update  # type: ignore[assignment]
-        if self._call_all(self, resp):
+        if self._call_all(self, self._response(update)):
             self._prune()
 
     def _on_error(self, status: int, message: str) -> list[Any]:
