@@ -5,11 +5,20 @@ Theory of operation
 A :class:`Circuit` exists per (server address, priority).  Its thread
 ``caclient-circuit[host:port,prio]`` connects, does the handshake and then
 loops in ``select`` over the socket and a wakeup socketpair.  It owns the
-receive side: the framing buffer and the parsing.  For every message it looks
-up who is waiting (a :class:`~caclient._sync.Pending`, a channel, a
-subscription) and completes it; anything that should reach user code becomes a
-job for the dispatcher.  It never runs user code and never blocks on anything
-but ``select``.
+socket's receive side and the circuit's :class:`~caclient._protocol.CircuitProtocol`
+(framing, header checks and decoding, sans I/O).  The protocol reports each
+message as a call on this class's event methods (``monitor_update``,
+``io_reply``, ``channel_created`` ...), which look up who is waiting (a
+:class:`~caclient._sync.Pending`, a PV, a subscription) and tell it through
+a method named for the transition; anything that should reach user code
+comes back as a :class:`~caclient._dispatch.Job`, and the jobs of one
+received chunk go to the dispatcher together.  It never runs user code and
+never blocks on anything but ``select``.
+
+Flow control: past the Context's backlog mark the circuit thread sends
+EVENTS_OFF; a dispatcher worker sends EVENTS_ON once the backlog drained.
+Both change ``_events_off`` and queue their message under ``_flow_lock``, so
+the server always ends up told what the flag says.
 
 Sending: any thread may call :meth:`send`.  Under ``_send_lock`` it appends to
 the outbox, or — when the outbox is empty — tries one non-blocking
@@ -17,7 +26,8 @@ the outbox, or — when the outbox is empty — tries one non-blocking
 flushes it when the socket is writable.  So callers never block on the
 network, and messages keep the order in which ``send`` was called.
 
-Locks (leaf locks; take ``_lock`` before ``_send_lock`` if both are needed)
+Locks (leaf locks, in this order: ``_flow_lock``, ``_lock``, ``_send_lock``)
+  ``_flow_lock`` guards ``_events_off``; ``send`` is called under it.
   ``_lock`` guards ``_state``, ``_channels`` (cid → PV), ``_ioids``
   (ioid → Pending), ``_subs`` (subid → Subscription) and ``_queued_creates``.
   ``_send_lock`` guards ``_outbox`` and writes to the socket.
@@ -37,33 +47,26 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from . import _proto
 from ._config import Address
-from ._dbr import payload_size
+from ._dispatch import Job, JobTuple
 from ._errors import DisconnectedError, ProtocolError, RemoteError, eca_message
+from ._protocol import CircuitProtocol, Reply
+from ._pv import PV
 from ._response import ReadResponse
 from ._subscription import Subscription
 from ._sync import IOThread, Pending, Wakeup
 
 if TYPE_CHECKING:
     from ._context import Context
-    from ._pv import PV
-
-_deliver = Subscription._deliver  # (a plain function: no bound method made per update)
 
 log = logging.getLogger("caclient.circuit")
 
 CONNECTING = "connecting"
 READY = "ready"
 CLOSED = "closed"
-
-_BUFSIZE = 1 << 18
-_MAX_PAYLOAD = 1 << 31
 
 
 class Circuit:
@@ -77,6 +80,7 @@ class Circuit:
         self._context = context
         self._dispatcher = context._dispatcher
         self._encoding = context.encoding
+        self._flow_lock = threading.Lock()
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._state = CONNECTING
@@ -91,12 +95,12 @@ class Circuit:
         self._cids = itertools.count(1)
         self._events_off = False
         self.ever_connected = False  # set by the circuit thread once the TCP connection is up
-        self._connected_some = False  # channels connected in the chunk being parsed
+        # Circuit thread only: what the chunk being handled produced.
+        self._jobs: list[JobTuple] = []
+        self._connected_some = False
         config = context.config
-        # A claimed payload beyond this is a protocol error, never an allocation.
-        self._max_payload = (
-            _MAX_PAYLOAD if config.auto_array_bytes else min(_MAX_PAYLOAD, config.max_array_bytes + 64)
-        )
+        # A claimed payload beyond the limit is a protocol error, never an allocation.
+        self._protocol = CircuitProtocol(self, None if config.auto_array_bytes else config.max_array_bytes)
         host, port = address
         self.thread = IOThread(target=self._run, name=f"caclient-circuit[{host}:{port},{priority}]", daemon=True)
 
@@ -117,20 +121,32 @@ class Circuit:
 
     # -- requests from other threads ---------------------------------------------------
     def create_channels(self, pvs: list[PV]) -> list[int]:
-        """Register *pvs* and send CREATE_CHAN for each (batched); return their cids."""
-        msgs = []
-        cids = []
+        """Register *pvs* and send CREATE_CHAN for each (batched); return their cids.
+
+        A PV that left the connecting state meanwhile (``go_idle``) is not
+        created: each PV takes its cid under its own lock, and the cid is in
+        the table before, so ``forget_channel`` always finds it.
+        """
         with self._lock:
             if self._state == CLOSED:
                 raise DisconnectedError(
                     f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address
                 )
-            for pv in pvs:
-                cid = next(self._cids)
+            planned = [(next(self._cids), pv) for pv in pvs]
+            for cid, pv in planned:
                 self._channels[cid] = pv
-                pv._cid = cid  # written once here, before CREATE_CHAN is sent
+        msgs = []
+        cids = []
+        dropped = []
+        for cid, pv in planned:
+            if pv._on_create_sent(self, cid):
                 cids.append(cid)
                 msgs.append(_proto.create_chan(pv.name.encode(self._encoding), cid))
+            else:
+                dropped.append(cid)
+        with self._lock:
+            for cid in dropped:
+                self._channels.pop(cid, None)
             if self._state == CONNECTING:
                 self._queued_creates.extend(msgs)
                 msgs = []
@@ -205,14 +221,20 @@ class Circuit:
 
     def events_off(self) -> None:
         """Ask the server to stop sending monitor updates (EVENTS_OFF)."""
-        self.send(_proto.events_off())
+        with self._flow_lock:
+            self._events_off = True
+            self.send(_proto.events_off())
 
     def events_on(self) -> None:
         """Ask the server to resume monitor updates (EVENTS_ON)."""
-        self.send(_proto.events_on())
+        with self._flow_lock:
+            self._events_off = False
+            self.send(_proto.events_on())
 
     def _forget_after_fork(self) -> None:
         """In a forked child: close this process's copy of the socket, never shut it down."""
+        self._flow_lock = threading.Lock()
+        self._flow_lock = threading.Lock()
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._closing = True
@@ -295,13 +317,7 @@ class Circuit:
         sock = self._sock
         assert sock is not None
         wakeup = self._wakeup
-        buf = bytearray(_BUFSIZE)
-        view = memoryview(buf)
-        start = end = 0
-        big: memoryview | None = None  # a message larger than the buffer, being filled
-        big_filled = 0
-        big_header: tuple[int, int, int, int, int, int] | None = None
-        discard = 0  # bytes of an unwanted large message still to skip
+        protocol = self._protocol
         rlist = [sock, wakeup.rsock]
         conn_tmo = self._context.config.conn_tmo
         echo_timeout = self._context.config.echo_timeout
@@ -329,225 +345,120 @@ class Circuit:
                 self._flush()
             if sock not in readable:
                 continue
-            if discard:
-                n = sock.recv_into(view, min(discard, _BUFSIZE))
+            # One receive path for every state of the protocol (framing, a
+            # large message's own buffer, skipping); a large message is read
+            # on without going back to select while the socket has data.
+            while True:
+                try:
+                    n = sock.recv_into(protocol.recv_buffer())
+                except (BlockingIOError, InterruptedError):
+                    break  # (a spurious wake-up, or the socket is drained)
                 if n == 0:
                     raise ConnectionResetError("server closed the connection")
-                discard -= n
-                self.last_heard = time.monotonic()
-                continue
-            if big is not None:
-                # Fill the large message's own buffer with as many recv calls
-                # as the socket has data for, without going back to select.
-                target = big
-                while big_filled < len(big):
-                    try:
-                        n = sock.recv_into(target[big_filled:])
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    if n == 0:
-                        raise ConnectionResetError("server closed the connection")
-                    big_filled += n
                 self.last_heard = time.monotonic()
                 echo_sent = None
-                if big_filled < len(big):
-                    continue
-                assert big_header is not None
-                # The buffer goes to its response as is: no copy, and it
-                # may be byte-swapped in place when decoded.
-                self._after_chunk(self._handle(big_header, big))
-                big = None
-                big_header = None
-                continue
-            try:
-                n = sock.recv_into(view[end:])
-            except (BlockingIOError, InterruptedError):
-                continue
-            if n == 0:
-                raise ConnectionResetError("server closed the connection")
-            end += n
-            self.last_heard = time.monotonic()
-            echo_sent = None
-            start, jobs, pending = self._parse(buf, start, end)
-            if pending is not None:
-                big_header, size, have = pending
-                if self._big_payload_wanted(big_header):
-                    # It does not fit in the buffer: receive it straight into its own.
-                    # np.empty: a bytearray would be zero-filled first (40 ms for 80 MB).
-                    big = np.empty(size, dtype=np.uint8).data
-                    big[:have] = buf[end - have : end]
-                    big_filled = have
-                else:
-                    discard = size - have  # a late reply nobody waits for: skip it, allocate nothing
-                start = end = 0
-            elif start == end:
-                start = end = 0
-            elif _BUFSIZE - end < 65536:
-                remaining = end - start
-                buf[:remaining] = buf[start:end]
-                start, end = 0, remaining
-            self._after_chunk(jobs)
+                protocol.received(n)
+                self._after_chunk()
+                if not protocol.filling_large:
+                    break
 
-    def _big_payload_wanted(self, hdr: tuple[int, int, int, int, int, int]) -> bool:
-        """Check a large message before allocating for it.
-
-        True: a subscription or read waits for it and the size fits the
-        channel's element count.  False: nobody waits (a late reply): skip it.
-        Raises ProtocolError for a size that the channel cannot produce.
-        """
-        cmd, size, dtype, _count, _p1, p2 = hdr
-        pv: Any = None
-        if cmd == _proto.EVENT_ADD:
-            sub = self._subs.get(p2)
-            pv = sub.pv if sub is not None else None
-        elif cmd == _proto.READ_NOTIFY:
-            waiting = self._ioids.get(p2)
-            pv = waiting.key if waiting is not None else None
-        if pv is None:
-            return False
-        native = getattr(pv, "native_data_count", None)
-        if native is not None and size > payload_size(dtype, native) + 16:
-            raise ProtocolError(
-                f"{size} bytes for {pv.name}, more than its {native} elements of data type {dtype} can take"
-            )
-        return True
-
-    def _after_chunk(self, jobs: list[tuple[Any, Callable[..., Any], tuple[Any, ...]]]) -> None:
+    def _after_chunk(self) -> None:
         """After a received chunk: wake state waiters if channels connected, queue the jobs."""
         if self._connected_some:
             self._connected_some = False
             self._context._notify_waiters()
+        jobs = self._jobs
         if not jobs:
             return
+        self._jobs = []
         backlog = self._dispatcher.submit_many(jobs)
         high = self._context._backlog_high
-        if backlog > high and not self._events_off:
-            self._events_off = True
-            log.debug("callback backlog %d: EVENTS_OFF to %s:%d", backlog, *self.address)
-            self.events_off()
+        if backlog > high:
+            with self._flow_lock:
+                if self._events_off:
+                    return
+                self._events_off = True
+                log.debug("callback backlog %d: EVENTS_OFF to %s:%d", backlog, *self.address)
+                try:
+                    self.send(_proto.events_off())
+                except DisconnectedError:
+                    return
             self._dispatcher.watch_drain(high // 4, self._resume_events)
 
     def _resume_events(self) -> None:
         # Runs on a dispatcher worker when the backlog has drained.
-        self._events_off = False
         try:
             self.events_on()
         except DisconnectedError:
             pass
 
-    def _parse(
-        self, buf: bytearray, start: int, end: int
-    ) -> tuple[int, list[Any], tuple[tuple[int, int, int, int, int, int], int, int] | None]:
-        """Handle every whole message in ``buf[start:end]``.
-
-        Returns the new start, the dispatcher jobs, and — when the next message
-        is larger than the buffer — ``(header, payload size, bytes of it held)``.
-        """
-        unpack = _proto.HEADER.unpack_from
-        jobs: list[Any] = []
-        subs = self._subs  # read without _lock: dict.get is atomic, writers hold _lock
-        while end - start >= 16:
-            cmd, size, dtype, count, p1, p2 = unpack(buf, start)
-            body = start + 16
-            if size == 0xFFFF:
-                if end - start < 24:
-                    break
-                size, count = _unpack_ext(buf, body)
-                body += 8
-            if size > self._max_payload:
-                raise ProtocolError(
-                    f"message (command {cmd}) claims a payload of {size} bytes, over the limit of "
-                    f"{self._max_payload} (EPICS_CA_MAX_ARRAY_BYTES with EPICS_CA_AUTO_ARRAY_BYTES=NO)"
-                )
-            if size > 16384 or cmd not in _SMALL_OK:
-                _check_size(cmd, size, dtype, count)  # before waiting for (or allocating) a payload
-            stop = body + size
-            if stop > end:
-                if stop - start > _BUFSIZE // 2:
-                    # Too large for the shared buffer: it gets a buffer of its own.
-                    return start, jobs, ((cmd, size, dtype, count, p1, p2), size, end - body)
-                break
-            if cmd == 1:  # EVENT_ADD: the hot path, inlined (the same as in _handle)
-                sub = subs.get(p2)
-                if sub is not None and size:  # size 0: the server acknowledged EVENT_CANCEL
-                    update = (dtype, count, p1, bytes(buf[body:stop]))  # (see _subscription.Update)
-                    if sub.all_updates:
-                        sub._recent = update
-                        jobs.append((sub.pv, sub._deliver_fn, update))
-                    else:
-                        job = sub._on_update_latest(update)
-                        if job is not None:
-                            jobs.append(job)
+    # -- protocol events (circuit thread; see CircuitEvents) -----------------------------
+    def monitor_update(self, subid: int, reply: Reply) -> None:
+        sub = self._subs.get(subid)  # read without _lock: dict.get is atomic, writers hold _lock
+        if sub is not None:
+            payload = reply[3]
+            if type(payload) is memoryview:  # (a large payload of its own: decoded in place, once)
+                job = sub._on_update(ReadResponse(reply[0], reply[1], reply[2], payload, self._encoding))
             else:
-                more = self._handle((cmd, size, dtype, count, p1, p2), bytes(buf[body:stop]))
-                if more:
-                    jobs.extend(more)
-            start = stop
-        return start, jobs, None
+                job = sub._on_update(reply)  # type: ignore[arg-type]
+            if job is not None:
+                self._jobs.append(job)
 
-    def _handle(self, hdr: tuple[int, int, int, int, int, int], payload: bytes | memoryview) -> list[Any]:
-        """Handle one message other than a monitor update; return dispatcher jobs."""
-        cmd, size, dtype, count, p1, p2 = hdr
-        if cmd == _proto.READ_NOTIFY or cmd == _proto.WRITE_NOTIFY:
-            with self._lock:
-                pending = self._ioids.pop(p2, None)
-            if pending is None:
-                log.debug("dropping late reply (command %d, ioid %d)", cmd, p2)
-                return []
-            pending.complete((dtype, count, p1, payload))
-            if pending.callback is not None:
-                return [(pending.key, pending.callback, (pending,))]
-            return []
-        if cmd == _proto.EVENT_ADD:
-            sub = self._subs.get(p2)
-            if sub is not None and size:
-                update: Any = (dtype, count, p1, payload)
-                if type(payload) is memoryview:  # (a large payload of its own: decoded in place, once)
-                    update = ReadResponse(dtype, count, p1, payload, self._encoding)
-                if sub.all_updates:
-                    sub._recent = update
-                    return [(sub.pv, _deliver, (sub, update))]
-                job = sub._on_update_latest(update)
-                return [job] if job is not None else []
-            return []
-        if cmd == _proto.CREATE_CHAN:
-            pv = self._channels.get(p1)
-            if pv is None:
-                return []
-            self._connected_some = True
-            return pv._on_connected(self, p1, p2, dtype, count)
-        if cmd == _proto.ACCESS_RIGHTS:
-            pv = self._channels.get(p1)
-            return pv._on_access_rights(p2) if pv is not None else []
-        if cmd == _proto.VERSION:
-            self.minor_version = count
-            return []
-        if cmd == _proto.ECHO:
-            return []
-        if cmd == _proto.ERROR:
-            return self._on_error(p1, p2, payload)
-        if cmd in (_proto.CREATE_CH_FAIL, _proto.SERVER_DISCONN):
-            with self._lock:
-                pv = self._channels.pop(p1, None)
-            if pv is None:
-                return []
-            if cmd == _proto.CREATE_CH_FAIL:  # search again, but not at once
-                return pv._on_channel_lost(self, "the server refused to create the channel", True, 1.0)
-            return pv._on_channel_lost(self, "the server dropped the channel", research=True)
-        if cmd == _proto.CLEAR_CHANNEL:
-            return []
-        if cmd in _proto.COMMAND_NAMES:
-            log.debug("ignoring %s from %s:%d", _proto.COMMAND_NAMES[cmd], *self.address)
-            return []
-        raise ProtocolError(f"unknown command {cmd} from {self.address[0]}:{self.address[1]}")
+    def io_reply(self, ioid: int, reply: Reply) -> None:
+        with self._lock:
+            pending = self._ioids.pop(ioid, None)
+        if pending is None:
+            log.debug("dropping late reply (ioid %d)", ioid)
+            return
+        pending.complete(reply)
+        if pending.callback is not None:
+            self._jobs.append(Job(pending.key, pending.callback, (pending,)))
 
-    def _on_error(self, cid: int, status: int, payload: bytes | memoryview) -> list[Any]:
+    def channel_created(self, cid: int, sid: int, data_type: int, count: int) -> None:
+        pv = self._channels.get(cid)
+        jobs = pv._on_connected(self, cid, sid, data_type, count) if pv is not None else None
+        if jobs is None:
+            # Nobody wants the channel any more (go_idle raced its creation):
+            # forget it here and on the server.
+            with self._lock:
+                self._channels.pop(cid, None)
+            self.send(_proto.clear_channel(sid, cid))
+            return
+        self._connected_some = True
+        self._jobs.extend(jobs)
+
+    def access_rights(self, cid: int, rights: int) -> None:
+        pv = self._channels.get(cid)
+        if pv is not None:
+            self._jobs.extend(pv._on_access_rights(rights))
+
+    def channel_lost(self, cid: int, refused: bool) -> None:
+        with self._lock:
+            pv = self._channels.pop(cid, None)
+        if pv is None:
+            return
+        if refused:  # CREATE_CH_FAIL: search again, but not at once
+            self._jobs.extend(pv._on_channel_lost(self, "the server refused to create the channel", True, 1.0))
+        else:
+            self._jobs.extend(pv._on_channel_lost(self, "the server dropped the channel", research=True))
+
+    def server_version(self, minor: int) -> None:
+        self.minor_version = minor
+
+    def large_message_limit(self, command: int, ident: int) -> tuple[str, int | None] | None:
+        if command == _proto.EVENT_ADD:
+            sub = self._subs.get(ident)
+            pv = sub.pv if sub is not None else None
+        else:
+            waiting = self._ioids.get(ident)
+            pv = waiting.key if waiting is not None and isinstance(waiting.key, PV) else None
+        if pv is None:
+            return None
+        return pv.name, pv.native_data_count
+
+    def remote_error(self, request: tuple[int, int, int, int, int, int], status: int, text: str) -> None:
         """CA_PROTO_ERROR: fail the operation it answers, now."""
-        if len(payload) < 16:
-            log.warning("malformed error message from %s:%d", *self.address)
-            return []
-        ocmd, _, _, _, op1, op2 = _proto.HEADER.unpack_from(payload, 0)
-        text = bytes(payload[16:]).split(b"\0", 1)[0].decode("latin-1", "replace")
+        ocmd, _, _, _, op1, op2 = request
         message = eca_message(status) + (f" ({text})" if text else "")
         if ocmd in (_proto.READ_NOTIFY, _proto.WRITE_NOTIFY):
             with self._lock:
@@ -556,20 +467,25 @@ class Circuit:
                 name = pending.info
                 pending.fail(RemoteError(f"{name}: {message}", status=status, pv=name, address=self.address))
                 if pending.callback is not None:
-                    return [(pending.key, pending.callback, (pending,))]
-            return []
+                    self._jobs.append(Job(pending.key, pending.callback, (pending,)))
+            return
         if ocmd == _proto.EVENT_ADD:
-            sub = self._subs.get(op2)
+            with self._lock:
+                sub = self._subs.pop(op2, None)
             if sub is not None:
                 log.warning("subscription on %s refused by the server: %s", sub.pv.name, message)
-                return sub._on_error(status, message)
-            return []
+                name = sub.pv.name
+                error = RemoteError(
+                    f"{name}: subscription refused: {message}", status=status, pv=name, address=self.address
+                )
+                self._jobs.extend(sub._on_refused(self, error, request[2]))
+            return
         if ocmd == _proto.CREATE_CHAN:
             with self._lock:
                 pv = self._channels.pop(op1, None)
             if pv is not None:
-                return pv._on_channel_lost(self, message, research=True)
-            return []
+                self._jobs.extend(pv._on_channel_lost(self, message, research=True))
+            return
         with self._lock:
             channels = list(self._channels.values())
         pv_name = next((pv.name for pv in channels if pv._sid == op1), "?")
@@ -581,8 +497,8 @@ class Circuit:
             _proto.COMMAND_NAMES.get(ocmd, ocmd),
             message,
         )
-        return []
 
+    # -- the end -------------------------------------------------------------------------
     def _shutdown(self, reason: BaseException | None) -> None:
         with self._lock:
             self._state = CLOSED
@@ -595,65 +511,32 @@ class Circuit:
             self._closing = True
             self._outbox.clear()
             sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
-        self._wakeup.close()
-        where = f"{self.address[0]}:{self.address[1]}"
-        jobs: list[Any] = []
-        for pending in pendings:
-            pending.fail(
-                DisconnectedError(f"{pending.info}: circuit to {where} closed", pv=pending.info, address=self.address)
-            )
-            if pending.callback is not None:
-                jobs.append((pending.key, pending.callback, (pending,)))
-        for pv in channels:
-            jobs.extend(pv._on_channel_lost(self, f"circuit to {where} closed", research=False))
-        if jobs:
-            self._dispatcher.submit_many(jobs)
-        self._context._on_circuit_closed(self, channels)
-
-
-# Commands whose payload is small or absent, accepted below 16 KiB unchecked
-# (the hot EVENT_ADD and READ_NOTIFY replies are checked only when large).
-_SMALL_OK = frozenset(
-    {
-        _proto.VERSION,
-        _proto.EVENT_ADD,
-        _proto.READ_NOTIFY,
-        _proto.WRITE_NOTIFY,
-        _proto.CREATE_CHAN,
-        _proto.ACCESS_RIGHTS,
-        _proto.CREATE_CH_FAIL,
-        _proto.SERVER_DISCONN,
-        _proto.CLEAR_CHANNEL,
-        _proto.ECHO,
-        _proto.ERROR,
-        _proto.EVENTS_OFF,
-        _proto.EVENTS_ON,
-        _proto.SEARCH,
-        _proto.NOT_FOUND,
-    }
-)
-
-
-def _check_size(cmd: int, size: int, dtype: int, count: int) -> None:
-    """Refuse a header whose payload size cannot be right (a desynchronised stream)."""
-    if cmd in (_proto.EVENT_ADD, _proto.READ_NOTIFY):
-        if dtype > 38:
-            raise ProtocolError(f"command {cmd} with unknown data type {dtype}")
-        expected = payload_size(dtype, count)
-        # Padding, and caproto's 8 extra metadata bytes for DBR_CTRL_STRING.
-        if not expected <= size <= expected + 16:
-            raise ProtocolError(f"command {cmd}: {size} bytes for {count} elements of data type {dtype}")
-    elif cmd not in _SMALL_OK:
-        raise ProtocolError(f"unknown command {cmd}")
-    elif size > 16384:
-        raise ProtocolError(f"command {cmd} with an implausible payload of {size} bytes")
+        try:
+            if sock is not None:
+                sock.close()
+            self._wakeup.close()
+            where = f"{self.address[0]}:{self.address[1]}"
+            jobs: list[JobTuple] = []
+            for pending in pendings:
+                pending.fail(
+                    DisconnectedError(
+                        f"{pending.info}: circuit to {where} closed", pv=pending.info, address=self.address
+                    )
+                )
+                if pending.callback is not None:
+                    jobs.append(Job(pending.key, pending.callback, (pending,)))
+            for pv in channels:
+                try:
+                    jobs.extend(pv._on_channel_lost(self, f"circuit to {where} closed", research=False))
+                except Exception:  # one PV's failure must not strand the others
+                    log.exception("telling %s that its circuit closed", pv.name)
+            if jobs:
+                self._dispatcher.submit_many(jobs)
+        finally:
+            # Whatever failed above, the Context must forget this circuit and
+            # search again for its channels.
+            self._context._on_circuit_closed(self, channels)
 
 
 class CircuitUnresponsive(Exception):
     """The server stopped answering (heartbeat failed); the circuit is dropped."""
-
-
-def _unpack_ext(buf: bytearray, offset: int) -> tuple[int, int]:
-    return int.from_bytes(buf[offset : offset + 4], "big"), int.from_bytes(buf[offset + 4 : offset + 8], "big")

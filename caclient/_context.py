@@ -124,25 +124,13 @@ class Context:
         self._backlog_high = DEFAULT_BACKLOG_HIGH
         self._connect_backoff: dict[Address, float] = {}  # guarded by _lock
         self._dispatcher = Dispatcher(max_workers)
-        self._udp = UdpSearcher(self.config, self._on_found, encoding, self.host_name, self.client_name)
-        self_ref = weakref.ref(self)
-
-        def _close_at_exit() -> None:
-            ctx = self_ref()
-            if ctx is not None:
-                ctx.close()
-
-        def _forget_in_child() -> None:
-            ctx = self_ref()
-            if ctx is not None:
-                ctx._after_fork_in_child()
-
-        self._atexit = _close_at_exit
+        try:
+            self._udp = UdpSearcher(self.config, self._on_found, encoding, self.host_name, self.client_name)
+        except BaseException:
+            self._dispatcher.shutdown(wait=True, timeout=1.0)  # (its workers are already running)
+            raise
         self._pid = os.getpid()
-        atexit.register(_close_at_exit)
-        # A forked child inherits this Context without its threads: it must
-        # not use it, and must never disturb the parent's connections.
-        os.register_at_fork(after_in_child=_forget_in_child)
+        _LIVE.add(self)
 
     # -- public API --------------------------------------------------------------------
     def __enter__(self) -> Context:
@@ -490,7 +478,6 @@ class Context:
         self._state_changed = threading.Condition(threading.Lock())
         self._closed = True
         self._forked = True
-        atexit.unregister(self._atexit)
         self._udp._forget_after_fork()
         for circuit in list(self._circuits.values()):
             circuit._forget_after_fork()
@@ -504,7 +491,7 @@ class Context:
                 return
             self._closed = True
             circuits = list(self._circuits.values())
-        atexit.unregister(self._atexit)
+        _LIVE.discard(self)
         deadline = Deadline(timeout)
         self._udp.close(timeout=deadline.remaining() or 0.0)
         for circuit in circuits:
@@ -590,6 +577,56 @@ class Context:
             self._search(channels, delay)
         elif not closed and channels:
             self._search(channels)
+
+
+class _LiveContexts:
+    """The open Contexts of this process, for its one atexit hook and its one fork hook.
+
+    The only process-wide state of the engine, and there by necessity:
+    ``os.register_at_fork`` cannot remove a hook, so a hook per Context would
+    pile up.  Contexts are held weakly.  ``_lock`` guards ``_contexts`` and
+    ``_installed``; it is a leaf lock (never held while closing a Context).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._contexts: weakref.WeakSet[Context] = weakref.WeakSet()
+        self._installed = False
+
+    def add(self, ctx: Context) -> None:
+        with self._lock:
+            self._contexts.add(ctx)
+            install = not self._installed
+            self._installed = True
+        if install:
+            atexit.register(self._close_all_at_exit)
+            # A forked child inherits the Contexts without their threads: it
+            # must not use them, and must never disturb the parent's connections.
+            os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def discard(self, ctx: Context) -> None:
+        with self._lock:
+            self._contexts.discard(ctx)
+
+    def _close_all_at_exit(self) -> None:
+        with self._lock:
+            contexts = list(self._contexts)
+        for ctx in contexts:
+            try:
+                ctx.close()
+            except Exception:  # nothing prints at interpreter exit
+                pass
+
+    def _after_fork_in_child(self) -> None:
+        # Only the forking thread exists here; the lock may have been held by another.
+        self._lock = threading.Lock()
+        contexts = list(self._contexts)
+        self._contexts = weakref.WeakSet()
+        for ctx in contexts:
+            ctx._after_fork_in_child()
+
+
+_LIVE = _LiveContexts()
 
 
 def _collect(

@@ -33,13 +33,27 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger("caclient.dispatch")
 
-#: A job as queued: ``(key, fn, args)``, stored as given (no repacking: every
-#: object a waiting job adds is one more for the cyclic garbage collector).
-Job = tuple[object, Callable[..., Any], tuple[Any, ...]]
+
+class Job(NamedTuple):
+    """One callback to run: ``fn(*args)``, after the earlier jobs of *key*.
+
+    Queued as given (no repacking: every object a waiting job adds is one
+    more for the cyclic garbage collector).  The monitor hot path builds the
+    same three fields as a plain tuple (:data:`JobTuple`), which costs a
+    fraction of a NamedTuple's construction; everything else builds a Job.
+    """
+
+    key: object
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+
+
+#: What the dispatcher accepts: a :class:`Job`, or the plain tuple of its fields.
+JobTuple = tuple[object, Callable[..., Any], tuple[Any, ...]]
 
 _POOL = 1024  # empty per-key deques kept for reuse
 
@@ -79,7 +93,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._queues: dict[object, Any] = {}  # key → a Job, a deque of Jobs, or _HELD
-        self._spare: list[deque[Job]] = []  # empty deques for reuse (guarded by _lock)
+        self._spare: list[deque[JobTuple]] = []  # empty deques for reuse (guarded by _lock)
         self._epoch = 0  # bumped when shutdown(cancel_pending=True) drops every queue
         self._ready: deque[object] = deque()
         self._backlog = 0
@@ -105,12 +119,12 @@ class Dispatcher:
         with self._cond:
             if self._closed:
                 return
-            if self._enqueue((key, fn, args)):
+            if self._enqueue(Job(key, fn, args)):
                 self._ready.append(key)
                 self._cond.notify()
             self._backlog += 1
 
-    def _enqueue(self, job: Job) -> bool:
+    def _enqueue(self, job: JobTuple) -> bool:
         # Under _lock: queue *job* behind its key's; True when the key is new
         # (then the caller puts it in _ready).
         queues = self._queues
@@ -121,7 +135,7 @@ class Dispatcher:
             return True
         if q is _HELD:
             queues[key] = job  # (the worker holding the key requeues it)
-        elif q.__class__ is tuple:
+        elif q.__class__ is not deque:
             d = self._spare.pop() if self._spare else deque()
             d.append(q)
             d.append(job)
@@ -130,7 +144,7 @@ class Dispatcher:
             q.append(job)
         return False
 
-    def submit_many(self, jobs: Iterable[Job]) -> int:
+    def submit_many(self, jobs: Iterable[JobTuple]) -> int:
         """Queue many ``(key, fn, args)`` jobs with one lock round; returns the backlog."""
         with self._cond:
             if self._closed:
@@ -183,7 +197,7 @@ class Dispatcher:
         cond = self._cond
         while True:
             taken: list[object] = []
-            batch: list[Job] = []
+            batch: list[JobTuple] = []
             with cond:
                 while not self._ready and not self._closed:
                     cond.wait()
@@ -197,7 +211,7 @@ class Dispatcher:
                 while ready and len(batch) < self._take:
                     key = ready.popleft()
                     q = queues[key]
-                    if q.__class__ is tuple:
+                    if q.__class__ is not deque:
                         batch.append(q)
                         queues[key] = _HELD
                     else:
@@ -229,7 +243,7 @@ class Dispatcher:
                     q = queues[key]
                     if q is _HELD:
                         del queues[key]
-                    elif q.__class__ is tuple or q:
+                    elif q.__class__ is not deque or q:
                         self._ready.append(key)
                         requeued += 1
                     else:

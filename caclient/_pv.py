@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from . import _dbr, _proto
 from ._callbacks import CallbackHandler
 from ._dbr import AccessRights, ChannelType
+from ._dispatch import Job
 from ._errors import (
     AccessDeniedError,
     CAError,
@@ -43,8 +44,6 @@ from ._sync import Deadline, Pending, ensure_not_io_thread
 if TYPE_CHECKING:
     from ._circuit import Circuit
     from ._context import Context
-
-Job = tuple[Any, Callable[..., Any], tuple[Any, ...]]
 
 IDLE = "idle"
 SEARCHING = "searching"
@@ -601,11 +600,23 @@ class PV:
             self._circuit = circuit
         return True  # the caller wakes waiters once for its whole batch
 
-    def _on_connected(self, circuit: Circuit, cid: int, sid: int, dtype: int, count: int) -> list[Job]:
-        """Connecting → connected; the caller (the circuit) must then wake waiters."""
+    def _on_create_sent(self, circuit: Circuit, cid: int) -> bool:
+        """The circuit is about to send CREATE_CHAN as *cid*: False if this PV no longer wants it."""
+        with self._lock:
+            if self._circuit is not circuit or self._state != CONNECTING:
+                return False
+            self._cid = cid
+        return True
+
+    def _on_connected(self, circuit: Circuit, cid: int, sid: int, dtype: int, count: int) -> list[Job] | None:
+        """Connecting → connected; the caller (the circuit) must then wake waiters.
+
+        Returns None when the PV no longer wants this channel (the circuit
+        then clears it on the server).
+        """
         with self._lock:
             if self._circuit is not circuit or self._cid != cid or self._state != CONNECTING:
-                return []
+                return None
             self._sid = sid
             self._state = CONNECTED
             try:
@@ -624,9 +635,9 @@ class PV:
                 waiter.put(self)  # SimpleQueue.put never blocks
         jobs: list[Job] = []
         if conn_cbs is not None and len(conn_cbs):
-            jobs.append((self, conn_cbs._fire, (CONNECTED,)))
+            jobs.append(Job(self, conn_cbs._fire, (CONNECTED,)))
         if access_cbs is not None and len(access_cbs):
-            jobs.append((self, access_cbs._fire, (rights,)))
+            jobs.append(Job(self, access_cbs._fire, (rights,)))
         return jobs
 
     def _on_access_rights(self, rights: int) -> list[Job]:
@@ -636,7 +647,7 @@ class PV:
             fire = self._state == CONNECTED and old != self.access_rights
             handler = self._access_cbs
         if fire and handler is not None and len(handler):
-            return [(self, handler._fire, (self.access_rights,))]
+            return [Job(self, handler._fire, (self.access_rights,))]
         return []
 
     def _on_channel_lost(self, circuit: Circuit, why: str, research: bool, delay: float = 0.0) -> list[Job]:
@@ -655,7 +666,7 @@ class PV:
             self.context._search([self], delay)
         jobs: list[Job] = []
         if was_connected and handler is not None and len(handler):
-            jobs.append((self, handler._fire, ("disconnected",)))
+            jobs.append(Job(self, handler._fire, ("disconnected",)))
         return jobs
 
 

@@ -9,12 +9,13 @@ fresh value after a reconnection with nothing to do.
 
 Threads: users call add/remove; the PV's connection handler (circuit thread)
 calls :meth:`_activate_locked` / :meth:`_deactivated_locked`; the circuit
-thread stores each update (an :data:`Update`, set without a lock: one
-attribute store) and builds a dispatcher job for it (inlined in its receive
-loop), keyed by the PV, so one PV's callbacks run in order and never
+thread hands each update to :meth:`_on_update` (an :data:`Update`, stored
+without a lock: one attribute store), which returns the dispatcher job for
+it, keyed by the PV, so one PV's callbacks run in order and never
 concurrently; the worker makes the ReadResponse right before the callbacks.
 With ``all_updates=False`` it keeps only the newest undelivered update
-instead (:meth:`_on_update_latest`).
+instead.  A refused subscription (:meth:`_on_refused`) calls each callback
+once with an empty response carrying the ECA status.
 
 Locks: ``_lock`` is the PV's own lock (shared, so that a subscribed PV costs
 one lock, not three); it guards the callbacks, ``_subid``, ``_circuit``,
@@ -31,7 +32,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import _proto
 from ._callbacks import Registry
-from ._errors import DisconnectedError
+from ._dbr import native_type
+from ._dispatch import Job, JobTuple
+from ._errors import DisconnectedError, RemoteError
 from ._response import ReadResponse
 
 if TYPE_CHECKING:
@@ -70,6 +73,12 @@ class Subscription(Registry):
         callback always gets the newest value and never falls behind.
     dropped : int
         With ``all_updates=False``, how many updates were replaced unseen.
+    error : RemoteError or None
+        Set when the server refused the subscription (CA_PROTO_ERROR for its
+        EVENT_ADD).  Each callback is then called once with a response
+        whose ``status`` is the ECA code and which holds no data (as libca
+        does); the subscription is asked for again when the channel
+        reconnects.
     """
 
     __slots__ = (
@@ -86,13 +95,12 @@ class Subscription(Registry):
         "_deliver_fn",
         "all_updates",
         "dropped",
+        "error",
         "_latest",
         "__weakref__",
     )
 
-    def __init__(
-        self, pv: PV, data_type: Any, data_count: int | None, mask: int, all_updates: bool = True
-    ) -> None:
+    def __init__(self, pv: PV, data_type: Any, data_count: int | None, mask: int, all_updates: bool = True) -> None:
         super().__init__()
         self.pv = pv
         self.data_type = data_type
@@ -100,6 +108,7 @@ class Subscription(Registry):
         self.mask = mask
         self.all_updates = all_updates
         self.dropped = 0
+        self.error: RemoteError | None = None  # set when the server refused the subscription
         self._latest: Update | None = None  # all_updates=False: the update not yet delivered
         self._recent: Update | None = None  # (see most_recent_response)
         # Bound once: the circuit queues ``(pv, sub._deliver_fn, update)``, the
@@ -242,16 +251,42 @@ class Subscription(Registry):
         self._subid = None
         self._circuit = None
 
-    def _on_update_latest(self, update: Update) -> tuple[Any, Callable[..., Any], tuple[Any, ...]] | None:
-        # Circuit thread, all_updates=False: keep only the newest undelivered
-        # update; queue a delivery only when none is waiting.
-        self._recent = update
+    def _on_update(self, update: Update) -> JobTuple | None:
+        """Circuit thread: an update arrived; return the job that delivers it, if one is needed.
+
+        With ``all_updates`` every update is a job of its own (a small one is
+        its job's arguments: one plain tuple, nothing else for the garbage
+        collector).  Otherwise only the newest undelivered update is kept and
+        a delivery is queued only when none is waiting.
+        """
+        self._recent = update  # (one attribute store: read without the lock)
+        if self.all_updates:
+            if type(update) is tuple:
+                return (self.pv, self._deliver_fn, update)
+            return Job(self.pv, Subscription._deliver, (self, update))
         with self._lock:
             waiting = self._latest is not None
             if waiting:
                 self.dropped += 1
             self._latest = update
-        return None if waiting else (self.pv, self._deliver_latest, ())
+        return None if waiting else Job(self.pv, self._deliver_latest, ())
+
+    def _on_refused(self, circuit: Circuit, error: RemoteError, data_type: int) -> list[JobTuple]:
+        """Circuit thread: the server refused EVENT_ADD; tell every callback once.
+
+        As libca does, each callback gets a response with the ECA status and
+        no data (``data_count`` 0); :attr:`error` holds the
+        :class:`~caclient.RemoteError`.  The subscription stays wanted and is
+        asked for again when the channel reconnects.
+        """
+        with self._lock:
+            if self._circuit is circuit:
+                self._subid = None
+                self._circuit = None
+            self.error = error
+        status = error.status if error.status is not None else 0
+        resp = ReadResponse(native_type(data_type), 0, status, b"", self.pv.context.encoding)
+        return [Job(self.pv, self._call_all, (self, resp))]
 
     def _deliver_latest(self) -> None:
         # Worker thread: deliver whatever is newest now.
@@ -270,11 +305,3 @@ class Subscription(Registry):
         # Worker thread: run the callbacks; forget weak ones that died.
         if self._call_all(self, self._response(update)):
             self._prune()
-
-    def _on_error(self, status: int, message: str) -> list[Any]:
-        with self._lock:
-            if self._circuit is not None and self._subid is not None:
-                self._circuit.remove_subscription(self._subid)
-            self._subid = None
-            self._circuit = None
-        return []

@@ -1,0 +1,288 @@
+"""The receive side of a CA client circuit, sans I/O: bytes in, typed events out.
+
+Theory of operation
+-------------------
+:class:`CircuitProtocol` owns the receive buffer of one circuit.  The socket
+loop asks it where to put the next bytes (:meth:`~CircuitProtocol.recv_buffer`,
+a writable memoryview for ``recv_into``) and tells it how many arrived
+(:meth:`~CircuitProtocol.received`); tests hand it bytes with
+:meth:`~CircuitProtocol.receive_data`, whole, byte by byte or with trailing
+data.  It frames messages (16-byte headers, 24-byte extended ones), refuses
+headers that cannot be right (unknown commands, payload sizes that do not
+match the element count, sizes over ``EPICS_CA_MAX_ARRAY_BYTES`` when
+``EPICS_CA_AUTO_ARRAY_BYTES=NO``, more data than the channel's element count
+can produce) with :class:`~caclient.ProtocolError`, and reports each message
+as one call on its :class:`CircuitEvents` sink, in stream order.  Events are
+method calls rather than event objects because the monitor update is the
+hot path: a call costs less than an object per message, and the sink (the
+circuit) turns each update straight into the record the dispatcher queues.
+
+A message larger than half the buffer is received into a buffer of its own,
+allocated once its size was checked and only if someone waits for it (the
+sink's :meth:`~CircuitEvents.large_message_limit`); a large reply nobody
+waits for is skipped without allocating.
+
+Sending needs no state: the requests are built by the pure functions of
+:mod:`caclient._proto` (requests in, bytes out).  The id tables (cid → PV,
+ioid → Pending, subid → Subscription) stay with the circuit, because other
+threads add to them under the circuit's lock; this object is touched only by
+the circuit thread and has no lock.
+
+One decode path per message kind: :meth:`CircuitProtocol._message`, except
+for the small EVENT_ADD, the hot path, which :meth:`CircuitProtocol._parse`
+hands to the sink inline.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import numpy as np
+
+from . import _proto
+from ._dbr import payload_size
+from ._errors import ProtocolError
+
+log = logging.getLogger("caclient.circuit")
+
+BUFSIZE = 1 << 18  # the shared receive buffer
+MAX_PAYLOAD = 1 << 31
+
+#: A small monitor update or I/O reply: ``(data_type, count, status, payload)``.
+Reply = tuple[int, int, int, "bytes | memoryview"]
+
+
+class CircuitEvents(Protocol):
+    """What a :class:`CircuitProtocol` reports; implemented by the circuit (and by tests)."""
+
+    def monitor_update(self, subid: int, reply: Reply) -> None:
+        """EVENT_ADD with data for subscription *subid* (a memoryview payload for a large one)."""
+
+    def io_reply(self, ioid: int, reply: Reply) -> None:
+        """READ_NOTIFY or WRITE_NOTIFY reply for *ioid* (payload empty for a write)."""
+
+    def channel_created(self, cid: int, sid: int, data_type: int, count: int) -> None:
+        """CREATE_CHAN reply: channel *cid* is *sid* on the server."""
+
+    def access_rights(self, cid: int, rights: int) -> None:
+        """ACCESS_RIGHTS for channel *cid*."""
+
+    def channel_lost(self, cid: int, refused: bool) -> None:
+        """CREATE_CH_FAIL (*refused*) or SERVER_DISCONN for channel *cid*."""
+
+    def server_version(self, minor: int) -> None:
+        """The server's VERSION message."""
+
+    def remote_error(self, request: tuple[int, int, int, int, int, int], status: int, text: str) -> None:
+        """CA_PROTO_ERROR: the header of the failed *request*, its ECA *status* and message."""
+
+    def large_message_limit(self, command: int, ident: int) -> tuple[str, int | None] | None:
+        """Whether a large EVENT_ADD/READ_NOTIFY for *ident* (subid/ioid) is wanted.
+
+        None: nobody waits for it (it is skipped).  Otherwise ``(name, native
+        element count or None)`` of its channel, to check the size against.
+        """
+
+
+class CircuitProtocol:
+    """Framing and decoding for one circuit's receive side (see module docstring).
+
+    Parameters
+    ----------
+    events : CircuitEvents
+        Where each decoded message goes.
+    max_array_bytes : int or None
+        The largest payload accepted, or None for no limit but the 2 GiB of
+        the protocol (``EPICS_CA_AUTO_ARRAY_BYTES=YES``).
+    """
+
+    def __init__(self, events: CircuitEvents, max_array_bytes: int | None = None) -> None:
+        self._events = events
+        self.max_payload = MAX_PAYLOAD if max_array_bytes is None else min(MAX_PAYLOAD, max_array_bytes + 64)
+        self._buf = bytearray(BUFSIZE)
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+        self._big: memoryview | None = None  # a large message's own buffer, being filled
+        self._big_filled = 0
+        self._big_header: tuple[int, int, int, int, int, int] | None = None
+        self.discarding = 0  # bytes of an unwanted large message still to skip
+
+    def __repr__(self) -> str:
+        state = "large" if self._big is not None else ("skipping" if self.discarding else "framing")
+        return f"<CircuitProtocol {state} buffered={self._end - self._start}>"
+
+    @property
+    def filling_large(self) -> bool:
+        """True while a large message's own buffer is being filled (worth reading on at once)."""
+        return self._big is not None
+
+    # -- bytes in -------------------------------------------------------------------------
+    def recv_buffer(self) -> memoryview:
+        """The writable memory the next received bytes go to (for ``socket.recv_into``)."""
+        if self.discarding:
+            return self._view[: min(self.discarding, BUFSIZE)]
+        if self._big is not None:
+            return self._big[self._big_filled :]
+        return self._view[self._end :]
+
+    def received(self, n: int) -> None:
+        """*n* bytes were written to :meth:`recv_buffer`: report every message they complete."""
+        if n <= 0:
+            return
+        if self.discarding:
+            self.discarding -= n
+            return
+        big = self._big
+        if big is not None:
+            self._big_filled += n
+            if self._big_filled == len(big):
+                header = self._big_header
+                assert header is not None
+                self._big = self._big_header = None
+                # The buffer goes to its reader as is: no copy, and it may be
+                # byte-swapped in place when decoded.
+                self._message(header, big)
+            return
+        self._end += n
+        self._parse()
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed *data* as if received from the socket (tests; any split is fine)."""
+        view = memoryview(data)
+        while view:
+            target = self.recv_buffer()
+            n = min(len(target), len(view))
+            target[:n] = view[:n]
+            view = view[n:]
+            self.received(n)
+
+    # -- framing ---------------------------------------------------------------------------
+    def _parse(self) -> None:
+        buf, start, end = self._buf, self._start, self._end
+        unpack = _proto.HEADER.unpack_from
+        monitor_update = self._events.monitor_update
+        max_payload = self.max_payload
+        while end - start >= 16:
+            cmd, size, dtype, count, p1, p2 = unpack(buf, start)
+            body = start + 16
+            if size == 0xFFFF:
+                if end - start < 24:
+                    break
+                size = int.from_bytes(buf[body : body + 4], "big")
+                count = int.from_bytes(buf[body + 4 : body + 8], "big")
+                body += 8
+            if size > max_payload:
+                raise ProtocolError(
+                    f"message (command {cmd}) claims a payload of {size} bytes, over the limit of "
+                    f"{max_payload} (EPICS_CA_MAX_ARRAY_BYTES with EPICS_CA_AUTO_ARRAY_BYTES=NO)"
+                )
+            if size > 16384 or cmd not in _SMALL_OK:
+                check_size(cmd, size, dtype, count)  # before waiting for (or allocating) a payload
+            stop = body + size
+            if stop > end:
+                if stop - start > BUFSIZE // 2:
+                    self._start_large((cmd, size, dtype, count, p1, p2), end - body, body)
+                    return
+                break
+            if cmd == 1:  # EVENT_ADD, the hot path; size 0 acknowledges EVENT_CANCEL
+                if size:
+                    monitor_update(p2, (dtype, count, p1, bytes(buf[body:stop])))
+            else:
+                self._message((cmd, size, dtype, count, p1, p2), bytes(buf[body:stop]))
+            start = stop
+        if start == end:
+            self._start = self._end = 0
+        elif BUFSIZE - end < 65536:
+            remaining = end - start
+            buf[:remaining] = buf[start:end]
+            self._start, self._end = 0, remaining
+        else:
+            self._start = start
+
+    def _start_large(self, header: tuple[int, int, int, int, int, int], have: int, body: int) -> None:
+        """A message too large for the shared buffer: give it its own, or skip it."""
+        cmd, size, dtype, _count, _p1, p2 = header
+        limit = self._events.large_message_limit(cmd, p2) if cmd in (_proto.EVENT_ADD, _proto.READ_NOTIFY) else None
+        if limit is not None:
+            name, native = limit
+            if native is not None and size > payload_size(dtype, native) + 16:
+                raise ProtocolError(
+                    f"{size} bytes for {name}, more than its {native} elements of data type {dtype} can take"
+                )
+            # np.empty: a bytearray would be zero-filled first (40 ms for 80 MB).
+            big = np.empty(size, dtype=np.uint8).data
+            big[:have] = self._buf[body : body + have]
+            self._big, self._big_filled, self._big_header = big, have, header
+        else:
+            self.discarding = size - have  # a late reply nobody waits for: skip it, allocate nothing
+        self._start = self._end = 0
+
+    def _message(self, header: tuple[int, int, int, int, int, int], payload: bytes | memoryview) -> None:
+        """Decode one message and report it (every kind but the small EVENT_ADD comes here)."""
+        cmd, size, dtype, count, p1, p2 = header
+        events = self._events
+        if cmd == _proto.EVENT_ADD:
+            if size:
+                events.monitor_update(p2, (dtype, count, p1, payload))
+        elif cmd == _proto.READ_NOTIFY or cmd == _proto.WRITE_NOTIFY:
+            events.io_reply(p2, (dtype, count, p1, payload))
+        elif cmd == _proto.CREATE_CHAN:
+            events.channel_created(p1, p2, dtype, count)
+        elif cmd == _proto.ACCESS_RIGHTS:
+            events.access_rights(p1, p2)
+        elif cmd == _proto.VERSION:
+            events.server_version(count)
+        elif cmd == _proto.CREATE_CH_FAIL or cmd == _proto.SERVER_DISCONN:
+            events.channel_lost(p1, cmd == _proto.CREATE_CH_FAIL)
+        elif cmd == _proto.ERROR:
+            if len(payload) < 16:
+                log.warning("malformed error message (%d bytes)", len(payload))
+                return
+            request = _proto.HEADER.unpack_from(payload, 0)
+            text = bytes(payload[16:]).split(b"\0", 1)[0].decode("latin-1", "replace")
+            events.remote_error(request, p2, text)
+        elif cmd in _proto.COMMAND_NAMES:
+            if cmd not in (_proto.ECHO, _proto.CLEAR_CHANNEL):
+                log.debug("ignoring %s", _proto.COMMAND_NAMES[cmd])
+        else:
+            raise ProtocolError(f"unknown command {cmd}")
+
+
+# Commands whose payload is small or absent, accepted below 16 KiB unchecked
+# (the hot EVENT_ADD and READ_NOTIFY replies are checked only when large).
+_SMALL_OK = frozenset(
+    {
+        _proto.VERSION,
+        _proto.EVENT_ADD,
+        _proto.READ_NOTIFY,
+        _proto.WRITE_NOTIFY,
+        _proto.CREATE_CHAN,
+        _proto.ACCESS_RIGHTS,
+        _proto.CREATE_CH_FAIL,
+        _proto.SERVER_DISCONN,
+        _proto.CLEAR_CHANNEL,
+        _proto.ECHO,
+        _proto.ERROR,
+        _proto.EVENTS_OFF,
+        _proto.EVENTS_ON,
+        _proto.SEARCH,
+        _proto.NOT_FOUND,
+    }
+)
+
+
+def check_size(cmd: int, size: int, dtype: int, count: int) -> None:
+    """Refuse a header whose payload size cannot be right (a desynchronised stream)."""
+    if cmd in (_proto.EVENT_ADD, _proto.READ_NOTIFY):
+        if dtype > 38:
+            raise ProtocolError(f"command {cmd} with unknown data type {dtype}")
+        expected = payload_size(dtype, count)
+        # Padding, and caproto's 8 extra metadata bytes for DBR_CTRL_STRING.
+        if not expected <= size <= expected + 16:
+            raise ProtocolError(f"command {cmd}: {size} bytes for {count} elements of data type {dtype}")
+    elif cmd not in _SMALL_OK:
+        raise ProtocolError(f"unknown command {cmd}")
+    elif size > 16384:
+        raise ProtocolError(f"command {cmd} with an implausible payload of {size} bytes")
