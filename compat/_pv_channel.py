@@ -47,8 +47,13 @@ class PVChannel(PVBase):
         gen = _runtime.current_generation()
         if self._gen != gen and self._gen != -1:
             # A new Context (after fork() or a reset): the old lock may have been
-            # held by a thread that does not exist here.
-            self._lock = threading.Lock()
+            # held by a thread that does not exist here.  One thread replaces
+            # it (marking the PV unbound, -1, under the runtime lock), so that
+            # two threads never bind with two different locks.
+            with _runtime.lock:
+                if self._gen != gen and self._gen != -1:
+                    self._lock = threading.Lock()
+                    self._gen = -1
         with self._lock:
             if self._eng is not None and self._gen == gen and not self._detached:
                 return self._eng
@@ -96,9 +101,11 @@ class PVChannel(PVBase):
 
     def _setup_connected(self) -> bool:
         """Record the connection's fields and start the monitor; False if not connected."""
+        eng = self._eng
+        # The reverse lookup (DNS, perhaps slow) runs before the lock is taken.
+        host = _runtime.host_name(eng.server_address) if eng is not None else None
         with self._lock:
-            eng = self._eng
-            if eng is None or self._detached or not eng.connected:
+            if eng is not self._eng or eng is None or self._detached or not eng.connected:
                 return False
             native = eng.native_data_type
             ntype = int(native) if native is not None and native <= dbr.DOUBLE else dbr.STRING
@@ -109,7 +116,7 @@ class PVChannel(PVBase):
             args = self._args
             args["nelm"] = nelm
             args["count"] = min(nelm, self._user_max_count or nelm)
-            args["host"] = _runtime.host_name(eng.server_address)
+            args["host"] = host
             args["type"] = args["typefull"] = name
             args["ftype"] = ftype
             args["chid"] = self.chid

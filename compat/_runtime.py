@@ -96,11 +96,14 @@ def host_name(address: tuple[str, int] | None) -> str | None:
     key = f"{address[0]}:{address[1]}"
     text = hostnames.get(key)
     if text is None:  # (one string per server, shared by its PVs)
-        try:
+        try:  # (no lock held: the lookup may be slow)
             name = socket.gethostbyaddr(address[0])[0]
         except OSError:
             name = address[0]
-        text = hostnames[key] = f"{name}:{address[1]}"
+        with lock:
+            text = hostnames.get(key)
+            if text is None:
+                text = hostnames[key] = f"{name}:{address[1]}"
     return text
 
 
