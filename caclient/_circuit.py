@@ -7,8 +7,9 @@ A :class:`Circuit` exists per (server address, priority).  Its thread
 loops in ``select`` over the socket and a wakeup socketpair.  It owns the
 socket's receive side and the circuit's :class:`~caclient._protocol.CircuitProtocol`
 (framing, header checks and decoding, sans I/O).  The protocol reports each
-message as a call on this class's event methods (``monitor_update``,
-``io_reply``, ``channel_created`` ...), which look up who is waiting (a
+message as a call on this class's event methods (``io_reply``,
+``channel_created`` ...) or, for a monitor update, on the subscription's
+handler in the protocol's ``monitors`` table, which look up who is waiting (a
 :class:`~caclient._sync.Pending`, a PV, a subscription) and tell it through
 a method named for the transition; anything that should reach user code
 comes back as a :class:`~caclient._dispatch.Job`, and the jobs of one
@@ -95,12 +96,12 @@ class Circuit:
         self._cids = itertools.count(1)
         self._events_off = False
         self.ever_connected = False  # set by the circuit thread once the TCP connection is up
-        # Circuit thread only: what the chunk being handled produced.
-        self._jobs: list[JobTuple] = []
-        self._connected_some = False
+        self._connected_some = False  # (circuit thread) channels connected in the chunk being handled
         config = context.config
         # A claimed payload beyond the limit is a protocol error, never an allocation.
         self._protocol = CircuitProtocol(self, None if config.auto_array_bytes else config.max_array_bytes)
+        self._monitors = self._protocol.monitors  # subid → handler (guarded by _lock for writes)
+        self._jobs = self._protocol.jobs  # (circuit thread) what the chunk being handled produced
         host, port = address
         self.thread = IOThread(target=self._run, name=f"caclient-circuit[{host}:{port},{priority}]", daemon=True)
 
@@ -180,10 +181,12 @@ class Circuit:
     def add_subscription(self, subid: int, sub: Subscription) -> None:
         with self._lock:
             self._subs[subid] = sub
+            self._monitors[subid] = sub._on_update
 
     def remove_subscription(self, subid: int) -> None:
         with self._lock:
             self._subs.pop(subid, None)
+            self._monitors.pop(subid, None)
 
     def send(self, *chunks: bytes | memoryview) -> None:
         """Queue *chunks* (one message, or several in order) without blocking.
@@ -370,8 +373,8 @@ class Circuit:
         jobs = self._jobs
         if not jobs:
             return
-        self._jobs = []
         backlog = self._dispatcher.submit_many(jobs)
+        jobs.clear()
         high = self._context._backlog_high
         if backlog > high:
             with self._flow_lock:
@@ -393,14 +396,11 @@ class Circuit:
             pass
 
     # -- protocol events (circuit thread; see CircuitEvents) -----------------------------
-    def monitor_update(self, subid: int, reply: Reply) -> None:
-        sub = self._subs.get(subid)  # read without _lock: dict.get is atomic, writers hold _lock
+    def large_monitor_update(self, subid: int, reply: tuple[int, int, int, memoryview]) -> None:
+        sub = self._subs.get(subid)
         if sub is not None:
-            payload = reply[3]
-            if type(payload) is memoryview:  # (a large payload of its own: decoded in place, once)
-                job = sub._on_update(ReadResponse(reply[0], reply[1], reply[2], payload, self._encoding))
-            else:
-                job = sub._on_update(reply)  # type: ignore[arg-type]
+            # A payload of its own: decoded in place, once, by one response.
+            job = sub._on_response(ReadResponse(reply[0], reply[1], reply[2], reply[3], self._encoding))
             if job is not None:
                 self._jobs.append(job)
 
@@ -472,6 +472,7 @@ class Circuit:
         if ocmd == _proto.EVENT_ADD:
             with self._lock:
                 sub = self._subs.pop(op2, None)
+                self._monitors.pop(op2, None)
             if sub is not None:
                 log.warning("subscription on %s refused by the server: %s", sub.pv.name, message)
                 name = sub.pv.name
@@ -507,6 +508,7 @@ class Circuit:
             self._channels.clear()
             self._ioids.clear()
             self._subs.clear()
+            self._monitors.clear()
         with self._send_lock:
             self._closing = True
             self._outbox.clear()

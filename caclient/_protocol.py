@@ -13,9 +13,12 @@ match the element count, sizes over ``EPICS_CA_MAX_ARRAY_BYTES`` when
 ``EPICS_CA_AUTO_ARRAY_BYTES=NO``, more data than the channel's element count
 can produce) with :class:`~caclient.ProtocolError`, and reports each message
 as one call on its :class:`CircuitEvents` sink, in stream order.  Events are
-method calls rather than event objects because the monitor update is the
-hot path: a call costs less than an object per message, and the sink (the
-circuit) turns each update straight into the record the dispatcher queues.
+method calls rather than event objects: a call costs less than an object
+per message.  The monitor update, the hot path, goes one step shorter: the
+protocol holds the subid → handler table (:attr:`CircuitProtocol.monitors`,
+each handler a subscription's ``_on_update``), calls the handler and keeps
+the dispatcher job it returns in :attr:`CircuitProtocol.jobs`, where the
+circuit's other events put theirs too.
 
 A message larger than half the buffer is received into a buffer of its own,
 allocated once its size was checked and only if someone waits for it (the
@@ -23,10 +26,11 @@ sink's :meth:`~CircuitEvents.large_message_limit`); a large reply nobody
 waits for is skipped without allocating.
 
 Sending needs no state: the requests are built by the pure functions of
-:mod:`caclient._proto` (requests in, bytes out).  The id tables (cid → PV,
-ioid → Pending, subid → Subscription) stay with the circuit, because other
-threads add to them under the circuit's lock; this object is touched only by
-the circuit thread and has no lock.
+:mod:`caclient._proto` (requests in, bytes out).  The other id tables (cid →
+PV, ioid → Pending, subid → Subscription) stay with the circuit, because
+other threads change them under the circuit's lock together with its state;
+this object is touched only by the circuit thread (``monitors`` is written
+by others under the circuit's lock) and has no lock.
 
 One decode path per message kind: :meth:`CircuitProtocol._message`, except
 for the small EVENT_ADD, the hot path, which :meth:`CircuitProtocol._parse`
@@ -36,12 +40,14 @@ hands to the sink inline.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 
 from . import _proto
 from ._dbr import payload_size
+from ._dispatch import JobTuple
 from ._errors import ProtocolError
 
 log = logging.getLogger("caclient.circuit")
@@ -52,12 +58,16 @@ MAX_PAYLOAD = 1 << 31
 #: A small monitor update or I/O reply: ``(data_type, count, status, payload)``.
 Reply = tuple[int, int, int, "bytes | memoryview"]
 
+#: Takes a small monitor update (an exact tuple: see caclient._subscription.Update)
+#: and returns the dispatcher job that delivers it, or None.
+MonitorHandler = Callable[[tuple[int, int, int, bytes]], "JobTuple | None"]
+
 
 class CircuitEvents(Protocol):
     """What a :class:`CircuitProtocol` reports; implemented by the circuit (and by tests)."""
 
-    def monitor_update(self, subid: int, reply: Reply) -> None:
-        """EVENT_ADD with data for subscription *subid* (a memoryview payload for a large one)."""
+    def large_monitor_update(self, subid: int, reply: tuple[int, int, int, memoryview]) -> None:
+        """EVENT_ADD whose payload was received into a buffer of its own."""
 
     def io_reply(self, ioid: int, reply: Reply) -> None:
         """READ_NOTIFY or WRITE_NOTIFY reply for *ioid* (payload empty for a write)."""
@@ -99,6 +109,11 @@ class CircuitProtocol:
 
     def __init__(self, events: CircuitEvents, max_array_bytes: int | None = None) -> None:
         self._events = events
+        #: subid → handler of its small monitor updates: the hot path's id table.
+        #: Written by the circuit under its lock, read here without (dict.get is atomic).
+        self.monitors: dict[int, MonitorHandler] = {}
+        #: The jobs the handlers returned, for the circuit to submit and clear.
+        self.jobs: list[JobTuple] = []
         self.max_payload = MAX_PAYLOAD if max_array_bytes is None else min(MAX_PAYLOAD, max_array_bytes + 64)
         self._buf = bytearray(BUFSIZE)
         self._view = memoryview(self._buf)
@@ -162,7 +177,8 @@ class CircuitProtocol:
     def _parse(self) -> None:
         buf, start, end = self._buf, self._start, self._end
         unpack = _proto.HEADER.unpack_from
-        monitor_update = self._events.monitor_update
+        monitors = self.monitors
+        add_job = self.jobs.append
         max_payload = self.max_payload
         while end - start >= 16:
             cmd, size, dtype, count, p1, p2 = unpack(buf, start)
@@ -187,8 +203,11 @@ class CircuitProtocol:
                     return
                 break
             if cmd == 1:  # EVENT_ADD, the hot path; size 0 acknowledges EVENT_CANCEL
-                if size:
-                    monitor_update(p2, (dtype, count, p1, bytes(buf[body:stop])))
+                handler = monitors.get(p2)
+                if handler is not None and size:
+                    job = handler((dtype, count, p1, bytes(buf[body:stop])))
+                    if job is not None:
+                        add_job(job)
             else:
                 self._message((cmd, size, dtype, count, p1, p2), bytes(buf[body:stop]))
             start = stop
@@ -224,8 +243,14 @@ class CircuitProtocol:
         cmd, size, dtype, count, p1, p2 = header
         events = self._events
         if cmd == _proto.EVENT_ADD:
-            if size:
-                events.monitor_update(p2, (dtype, count, p1, payload))
+            if type(payload) is memoryview:
+                events.large_monitor_update(p2, (dtype, count, p1, payload))
+            elif size:
+                handler = self.monitors.get(p2)
+                if handler is not None:
+                    job = handler((dtype, count, p1, bytes(payload)))
+                    if job is not None:
+                        self.jobs.append(job)
         elif cmd == _proto.READ_NOTIFY or cmd == _proto.WRITE_NOTIFY:
             events.io_reply(p2, (dtype, count, p1, payload))
         elif cmd == _proto.CREATE_CHAN:

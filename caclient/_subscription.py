@@ -251,19 +251,28 @@ class Subscription(Registry):
         self._subid = None
         self._circuit = None
 
-    def _on_update(self, update: Update) -> JobTuple | None:
-        """Circuit thread: an update arrived; return the job that delivers it, if one is needed.
+    def _on_update(self, update: tuple[int, int, int, bytes]) -> JobTuple | None:
+        """Circuit thread, the hot path: a small update arrived; return the job that delivers it, if any.
 
-        With ``all_updates`` every update is a job of its own (a small one is
-        its job's arguments: one plain tuple, nothing else for the garbage
-        collector).  Otherwise only the newest undelivered update is kept and
-        a delivery is queued only when none is waiting.
+        With ``all_updates`` every update is a job of its own, the update
+        being the job's arguments: one plain tuple, which the garbage
+        collector stops tracking.  Otherwise see :meth:`_keep_latest`.
         """
         self._recent = update  # (one attribute store: read without the lock)
         if self.all_updates:
-            if type(update) is tuple:
-                return (self.pv, self._deliver_fn, update)
+            return (self.pv, self._deliver_fn, update)
+        return self._keep_latest(update)
+
+    def _on_response(self, update: ReadResponse) -> JobTuple | None:
+        """Circuit thread: a large update, already a response (decoded in place, once)."""
+        self._recent = update
+        if self.all_updates:
             return Job(self.pv, Subscription._deliver, (self, update))
+        return self._keep_latest(update)
+
+    def _keep_latest(self, update: Update) -> JobTuple | None:
+        # all_updates=False: keep only the newest undelivered update; queue a
+        # delivery only when none is waiting.
         with self._lock:
             waiting = self._latest is not None
             if waiting:

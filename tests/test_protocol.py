@@ -22,7 +22,13 @@ class Recorder:
         self.events: list[tuple[Any, ...]] = []
         self.limits = limits or {}
 
-    def monitor_update(self, subid: int, reply: Reply) -> None:
+    def handler(self, subid: int) -> Any:
+        def on_update(reply: tuple[int, int, int, bytes]) -> None:
+            self.events.append(("monitor", subid, reply[:3], bytes(reply[3])))
+
+        return on_update
+
+    def large_monitor_update(self, subid: int, reply: tuple[int, int, int, memoryview]) -> None:
         self.events.append(("monitor", subid, reply[:3], bytes(reply[3])))
 
     def io_reply(self, ioid: int, reply: Reply) -> None:
@@ -82,7 +88,10 @@ EXPECTED = [
 
 def make(**kw: Any) -> tuple[CircuitProtocol, Recorder]:
     rec = Recorder(kw.pop("limits", None))
-    return CircuitProtocol(rec, **kw), rec
+    proto = CircuitProtocol(rec, **kw)
+    for subid in range(10):
+        proto.monitors[subid] = rec.handler(subid)
+    return proto, rec
 
 
 def test_whole_buffer() -> None:
@@ -191,3 +200,11 @@ def test_malformed_error_message_is_dropped() -> None:
     proto, rec = make()
     proto.receive_data(HDR.pack(_proto.ERROR, 8, 0, 0, 0, 1) + b"\0" * 8 + double_update(1, 2.0))
     assert [e[0] for e in rec.events] == ["monitor"]
+
+
+def test_monitor_update_without_a_handler_is_dropped_and_jobs_are_collected() -> None:
+    proto, rec = make()
+    proto.monitors[11] = lambda reply: ("key", print, reply)
+    proto.receive_data(double_update(12, 1.0) + double_update(11, 2.0))
+    assert rec.events == []
+    assert proto.jobs == [("key", print, (6, 1, 1, struct.pack(">d", 2.0)))]
