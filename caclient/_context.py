@@ -36,22 +36,20 @@ import getpass
 import itertools
 import logging
 import os
-import queue
 import socket
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from . import _proto
+from . import _many
 from ._circuit import Circuit
 from ._config import Address, Config
-from ._dbr import AccessRights
 from ._dispatch import Dispatcher
-from ._errors import AccessDeniedError, CAError, CATimeoutError, ContextClosedError, DisconnectedError
-from ._pv import PV, _read_result, _write_result
+from ._errors import CAError, ContextClosedError, DisconnectedError
+from ._pv import PV
 from ._response import ReadResponse, WriteResponse
-from ._sync import Deadline, Pending, ensure_not_io_thread
+from ._sync import Deadline, ensure_not_io_thread
 from ._udp import UdpSearcher
 
 log = logging.getLogger("caclient.context")
@@ -242,92 +240,7 @@ class Context:
             :class:`CAError`, e.g. CATimeoutError) for each PV that failed.
         """
         ensure_not_io_thread("Context.read_many")
-        items = list(pvs)
-        names = [p for p in items if isinstance(p, str)]
-        got = iter(self.get_pvs(*names, priority=priority)) if names else iter(())
-        plist = [next(got) if isinstance(p, str) else p for p in items]
-        deadline = Deadline(self.timeout if timeout is None else timeout)
-        results: list[ReadResponse | CAError | None] = [None] * len(plist)
-        sent: list[tuple[int, PV, Circuit, int, Pending]] = []
-        slots: dict[PV, list[int]] = {}
-        for i, pv in enumerate(plist):
-            slots.setdefault(pv, []).append(i)
-        # Reads go out as soon as their PV is connected, in one burst per
-        # circuit for all that are ready together; one deadline covers all.
-        for batch in self._as_connected(slots, deadline):
-            self._send_reads(batch, slots, data_type, data_count, results, sent)
-        for i, result in enumerate(results):
-            if result is None and not plist[i].connected:
-                results[i] = CATimeoutError(f"{plist[i].name}: not connected", pv=plist[i].name)
-        encoding = self.encoding
-        _collect(sent, results, deadline, "read timed out", lambda pv, r, c: _read_result(pv.name, r, encoding, c))
-        return [r if r is not None else CAError("internal: no result") for r in results]
-
-    @staticmethod
-    def _as_connected(pvs: Iterable[PV], deadline: Deadline) -> Iterator[list[PV]]:
-        """Yield the PVs in batches as they become connected, until all are or the deadline passes.
-
-        Each batch holds every PV that connected since the last one, so the
-        caller can send their requests in one burst per circuit.
-        """
-        ready: queue.SimpleQueue[PV] = queue.SimpleQueue()
-        plist = list(pvs)
-        for pv in plist:
-            pv._wake_if_idle()
-            pv._notify_when_connected(ready)
-        waiting = len(plist)
-        try:
-            while waiting:
-                try:
-                    batch = [ready.get(timeout=deadline.remaining())]
-                except queue.Empty:
-                    return
-                while True:
-                    try:
-                        batch.append(ready.get_nowait())
-                    except queue.Empty:
-                        break
-                waiting -= len(batch)
-                yield batch
-        finally:
-            for pv in plist:
-                pv._forget_waiter(ready)
-
-    def _send_reads(
-        self,
-        batch: list[PV],
-        slots: dict[PV, list[int]],
-        data_type: Any,
-        data_count: int | None,
-        results: list[ReadResponse | CAError | None],
-        sent: list[tuple[int, PV, Circuit, int, Pending]],
-    ) -> None:
-        bursts: dict[Circuit, list[bytes]] = {}
-        for pv in batch:
-            circuit, sid = pv._circuit, pv._sid
-            for i in slots[pv]:
-                if circuit is None or sid is None:
-                    results[i] = DisconnectedError(f"{pv.name}: disconnected", pv=pv.name)
-                    continue
-                if not pv.access_rights & AccessRights.READ:
-                    results[i] = AccessDeniedError(f"{pv.name}: no read access", pv=pv.name)
-                    continue
-                dtype, _ = pv._resolve_type(data_type, pv.native_data_type)
-                count = data_count or (0 if circuit.minor_version >= 13 else (pv.native_data_count or 1))
-                ioid = self._next_id()
-                pending = Pending(None, pv, pv.name)
-                try:
-                    circuit.add_io(ioid, pending)
-                except DisconnectedError as exc:
-                    results[i] = exc
-                    continue
-                bursts.setdefault(circuit, []).append(_proto.read_notify(dtype, count, sid, ioid))
-                sent.append((i, pv, circuit, ioid, pending))
-        for circuit, msgs in bursts.items():
-            try:
-                circuit.send(b"".join(msgs))
-            except DisconnectedError:
-                pass  # its pendings fail through the circuit's shutdown
+        return _many.read_many(self, pvs, data_type, data_count, timeout, priority)
 
     def write_many(
         self,
@@ -371,93 +284,7 @@ class Context:
             does not fit the channel.
         """
         ensure_not_io_thread("Context.write_many")
-        items = list(pvs)
-        vals = list(values)
-        n = len(items)
-        types: list[Any] = list(data_types) if data_types is not None else [None] * n
-        counts: list[int | None] = list(data_counts) if data_counts is not None else [None] * n
-        if not len(vals) == len(types) == len(counts) == n:
-            raise ValueError("pvs, values, data_types and data_counts must have the same length")
-        names = [p for p in items if isinstance(p, str)]
-        got = iter(self.get_pvs(*names, priority=priority)) if names else iter(())
-        plist = [next(got) if isinstance(p, str) else p for p in items]
-        deadline = Deadline(self.timeout if timeout is None else timeout)
-        results: list[WriteResponse | Exception | None] = [None] * n
-        handled = [False] * n
-        sent: list[tuple[int, PV, Circuit, int, Pending]] = []
-        slots: dict[PV, list[int]] = {}
-        for i, pv in enumerate(plist):
-            slots.setdefault(pv, []).append(i)
-        for batch in self._as_connected(slots, deadline):
-            self._send_writes(batch, slots, (vals, types, counts), wait, results, handled, sent)
-        for i, done in enumerate(handled):
-            if not done:
-                results[i] = CATimeoutError(f"{plist[i].name}: not connected", pv=plist[i].name)
-        _collect(sent, results, deadline, "write not confirmed in time", lambda pv, r, c: _write_result(pv.name, r, c))
-        return results
-
-    def _send_writes(
-        self,
-        batch: list[PV],
-        slots: dict[PV, list[int]],
-        requests: tuple[list[Any], list[Any], list[int | None]],
-        wait: bool,
-        results: list[WriteResponse | Exception | None],
-        handled: list[bool],
-        sent: list[tuple[int, PV, Circuit, int, Pending]],
-    ) -> None:
-        vals, types, counts = requests
-        command = _proto.WRITE_NOTIFY if wait else _proto.WRITE
-        bursts: dict[Circuit, list[bytes | memoryview]] = {}
-        unconfirmed: dict[Circuit, list[int]] = {}
-        for pv in batch:
-            circuit, sid = pv._circuit, pv._sid
-            for i in slots[pv]:
-                handled[i] = True
-                if circuit is None or sid is None:
-                    results[i] = DisconnectedError(f"{pv.name}: disconnected", pv=pv.name)
-                    continue
-                if not pv.access_rights & AccessRights.WRITE:
-                    results[i] = AccessDeniedError(f"{pv.name}: no write access", pv=pv.name, address=circuit.address)
-                    continue
-                try:
-                    dtype, payload, count = pv._encode(vals[i], types[i], counts[i])
-                except (ValueError, TypeError) as exc:
-                    results[i] = exc
-                    continue
-                ioid = self._next_id()
-                if wait:
-                    pending = Pending(None, pv, pv.name)
-                    try:
-                        circuit.add_io(ioid, pending)
-                    except DisconnectedError as exc:
-                        results[i] = exc
-                        continue
-                    sent.append((i, pv, circuit, ioid, pending))
-                else:
-                    unconfirmed.setdefault(circuit, []).append(i)
-                bursts.setdefault(circuit, []).extend(_proto.write_chunks(command, dtype, count, sid, ioid, payload))
-        for circuit, chunks in bursts.items():
-            # Small messages are joined; large payloads stay chunks of their own
-            # (no copy), a bounded number per send.
-            parts: list[bytes | memoryview] = []
-            small = bytearray()
-            for chunk in chunks:
-                if len(chunk) >= 65536:
-                    if small:
-                        parts.append(bytes(small))
-                        small = bytearray()
-                    parts.append(chunk)
-                else:
-                    small += chunk
-            if small:
-                parts.append(bytes(small))
-            try:
-                for start in range(0, len(parts), 256):
-                    circuit.send(*parts[start : start + 256])
-            except DisconnectedError as exc:
-                for i in unconfirmed.get(circuit, ()):
-                    results[i] = exc  # (waited writes fail through the circuit's shutdown)
+        return _many.write_many(self, pvs, values, wait, timeout, data_types, data_counts, priority)
 
     def _closed_why(self) -> str:
         if self._forked:
@@ -627,34 +454,6 @@ class _LiveContexts:
 
 
 _LIVE = _LiveContexts()
-
-
-def _collect(
-    sent: list[tuple[int, PV, Circuit, int, Pending]],
-    results: list[Any],
-    deadline: Deadline,
-    late: str,
-    convert: Callable[[PV, Any, Circuit], Any],
-) -> None:
-    """Wait for the replies of a burst (read_many, write_many) and put each result in its place.
-
-    A reply not in by *deadline* is cancelled and becomes ``CATimeoutError``
-    ("<name>: *late*"); a failed operation gives its error; a reply is turned
-    into a result by *convert*, whose CAError is kept as the result.
-    """
-    for i, pv, circuit, ioid, pending in sent:
-        if not pending.wait(deadline.remaining()):
-            circuit.cancel_io(ioid)
-            if not pending.done():
-                results[i] = CATimeoutError(f"{pv.name}: {late}", pv=pv.name)
-                continue
-        if pending.error is not None:
-            results[i] = pending.error if isinstance(pending.error, CAError) else CAError(str(pending.error))
-            continue
-        try:
-            results[i] = convert(pv, pending.result, circuit)
-        except CAError as exc:
-            results[i] = exc
 
 
 def _each(entry: PV | tuple[PV, ...] | None) -> tuple[PV, ...]:

@@ -24,22 +24,20 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from . import _dbr, _proto
+from . import _proto
 from ._callbacks import CallbackHandler
 from ._dbr import AccessRights, ChannelType
 from ._dispatch import Job
 from ._errors import (
     AccessDeniedError,
-    CAError,
     CATimeoutError,
     ContextClosedError,
     DisconnectedError,
-    RemoteError,
-    eca_message,
 )
+from ._requests import encode, read_result, resolve_type, transact, write_result
 from ._response import ReadResponse, WriteResponse
 from ._subscription import Subscription
-from ._sync import Deadline, Pending, ensure_not_io_thread
+from ._sync import Deadline, ensure_not_io_thread
 
 if TYPE_CHECKING:
     from ._circuit import Circuit
@@ -165,6 +163,12 @@ class PV:
             return None
         return time.monotonic() - circuit.last_heard
 
+    def _link(self) -> tuple[Circuit | None, int | None]:
+        """``(circuit, server id)`` of the channel (both None unless connected); read without the lock."""
+        if self._state != CONNECTED:
+            return None, None
+        return self._circuit, self._sid
+
     def _connection_state(self) -> str | None:
         return CONNECTED if self.connected else None
 
@@ -218,24 +222,6 @@ class PV:
         return circuit, sid
 
     # -- read --------------------------------------------------------------------------
-    def _resolve_type(self, data_type: Any, native: int | None) -> tuple[int, str]:
-        if native is None:
-            native = 0
-        if data_type is None:
-            return native, "native"
-        if isinstance(data_type, str):
-            try:
-                return _dbr.FAMILY_OFFSETS[data_type] + native, data_type
-            except KeyError:
-                raise ValueError(
-                    f"data_type must be one of {sorted(_dbr.FAMILY_OFFSETS)}, a ChannelType or an int, "
-                    f"not {data_type!r}"
-                ) from None
-        try:
-            return int(ChannelType(int(data_type))), "explicit"
-        except (ValueError, TypeError):
-            raise ValueError(f"unknown data_type {data_type!r}") from None
-
     @overload
     def read(
         self,
@@ -310,7 +296,7 @@ class PV:
         circuit, sid = self._wait_connected(deadline)
         if not self.access_rights & AccessRights.READ:
             raise AccessDeniedError(f"{self.name}: no read access", pv=self.name, address=circuit.address)
-        dtype, _ = self._resolve_type(data_type, self.native_data_type)
+        dtype, _ = resolve_type(data_type, self.native_data_type)
         if data_count is None or data_count == 0:
             count = 0 if circuit.minor_version >= 13 else (self.native_data_count or 1)
         else:
@@ -318,10 +304,11 @@ class PV:
             if count < 0:
                 raise ValueError("data_count must be >= 0")
         encoding = self.context.encoding
-        result = self._transact(
+        result = transact(
+            self,
             circuit,
             lambda ioid: (_proto.read_notify(dtype, count, sid, ioid),),
-            lambda raw: _read_result(self.name, raw, encoding, circuit),
+            lambda raw: read_result(self.name, raw, encoding, circuit),
             wait,
             callback,
             deadline,
@@ -330,34 +317,6 @@ class PV:
         return result  # type: ignore[no-any-return]
 
     # -- write -------------------------------------------------------------------------
-    def _encode(self, data: Any, data_type: Any, data_count: int | None) -> tuple[int, bytes | memoryview, int]:
-        native = self.native_data_type
-        if data_type is None:
-            dtype = int(native) if native is not None else 0
-            if dtype == ChannelType.ENUM and (
-                isinstance(data, (str, bytes))
-                or (isinstance(data, (list, tuple)) and data and isinstance(data[0], str))
-            ):
-                dtype = int(ChannelType.STRING)  # the server maps the state string
-        else:
-            dtype, _ = self._resolve_type(data_type, native)
-            if dtype > 6 and dtype not in (ChannelType.PUT_ACKT, ChannelType.PUT_ACKS):
-                raise ValueError(f"cannot write with data_type {ChannelType(dtype).name}: use a plain type")
-        field = 3 if dtype in (ChannelType.PUT_ACKT, ChannelType.PUT_ACKS) else dtype
-        payload, count = _dbr.encode_values(field, data, self.context.encoding)
-        limit = self.native_data_count
-        if data_count is not None:
-            if data_count > count:
-                raise ValueError(f"{self.name}: data_count={data_count} but only {count} elements given")
-            payload = payload[: data_count * _dbr.ELEMENT_SIZE[field]]
-            count = data_count
-        if limit is not None and count > limit:
-            if field == ChannelType.CHAR and count == limit + 1 and payload[-1:] == b"\0":
-                payload, count = payload[:-1], limit  # a full-length string without its NUL still fits
-            else:
-                raise ValueError(f"{self.name}: {count} elements given, the channel holds at most {limit}")
-        return dtype, payload, count
-
     @overload
     def write(
         self,
@@ -443,7 +402,7 @@ class PV:
         circuit, sid = self._wait_connected(deadline)
         if not self.access_rights & AccessRights.WRITE:
             raise AccessDeniedError(f"{self.name}: no write access", pv=self.name, address=circuit.address)
-        dtype, payload, count = self._encode(data, data_type, data_count)
+        dtype, payload, count = encode(self, data, data_type, data_count)
         if notify is None:
             notify = wait or callback is not None
         elif not notify and (wait or callback is not None):
@@ -452,64 +411,17 @@ class PV:
             ioid = self.context._next_id()
             circuit.send(*_proto.write_chunks(_proto.WRITE, dtype, count, sid, ioid, payload))
             return None
-        result = self._transact(
+        result = transact(
+            self,
             circuit,
             lambda ioid: _proto.write_chunks(_proto.WRITE_NOTIFY, dtype, count, sid, ioid, payload),
-            lambda raw: _write_result(self.name, raw, circuit),
+            lambda raw: write_result(self.name, raw, circuit),
             wait,
             callback,
             deadline,
             f"write not confirmed within {self._timeout(timeout)}s",
         )
         return result  # type: ignore[no-any-return]
-
-    def _transact(
-        self,
-        circuit: Circuit,
-        request: Callable[[int], tuple[bytes | memoryview, ...]],
-        convert: Callable[[Any], Any],
-        wait: bool,
-        callback: Callable[[Any], None] | None,
-        deadline: Deadline,
-        timeout_message: str,
-    ) -> Any:
-        """Send one request that gets a reply (READ_NOTIFY or WRITE_NOTIFY) and wait for it.
-
-        *request* builds the message for an IO id; *convert* turns the raw
-        reply into the user's result (raising CAError for a failure status).
-        Without *wait*, returns None and *callback* gets the result, or the
-        error, on a callback thread.  A timed-out request is forgotten: its
-        late reply is dropped.
-        """
-        user_cb = None
-        if callback is not None:
-
-            def user_cb(pending: Pending) -> None:
-                try:
-                    if pending.error is not None:
-                        raise pending.error
-                    result: Any = convert(pending.result)
-                except CAError as exc:
-                    result = exc
-                callback(result)
-
-        ioid = self.context._next_id()
-        pending = Pending(user_cb, self, self.name)
-        circuit.add_io(ioid, pending)
-        try:
-            circuit.send(*request(ioid))
-        except DisconnectedError:
-            circuit.cancel_io(ioid)
-            raise
-        if not wait:
-            return None
-        if not pending.wait(deadline.remaining()):
-            circuit.cancel_io(ioid)
-            if not pending.done():
-                raise CATimeoutError(f"{self.name}: {timeout_message}", pv=self.name, address=circuit.address)
-        if pending.error is not None:
-            raise pending.error
-        return convert(pending.result)
 
     # -- subscriptions -------------------------------------------------------------------
     def subscribe(
@@ -538,7 +450,7 @@ class PV:
         if mask is None:
             mask = _DEFAULT_MASK
         if isinstance(data_type, str):
-            self._resolve_type(data_type, 0)  # validate now, not at connection time
+            resolve_type(data_type, 0)  # validate now, not at connection time
         with self._lock:
             for sub in self._subscriptions:
                 if (
@@ -668,21 +580,3 @@ class PV:
         if was_connected and handler is not None and len(handler):
             jobs.append(Job(self, handler._fire, ("disconnected",)))
         return jobs
-
-
-def _read_result(name: str, result: tuple[int, int, int, bytes], encoding: str, circuit: Circuit) -> ReadResponse:
-    dtype, count, status, payload = result
-    if status != _proto.ECA_NORMAL:
-        raise RemoteError(
-            f"{name}: read failed: {eca_message(status)}", status=status, pv=name, address=circuit.address
-        )
-    return ReadResponse(dtype, count, status, payload, encoding)
-
-
-def _write_result(name: str, result: tuple[int, int, int, bytes], circuit: Circuit) -> WriteResponse:
-    dtype, count, status, _ = result
-    if status != _proto.ECA_NORMAL:
-        raise RemoteError(
-            f"{name}: write failed: {eca_message(status)}", status=status, pv=name, address=circuit.address
-        )
-    return WriteResponse(dtype, count, status)

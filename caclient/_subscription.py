@@ -35,6 +35,7 @@ from ._callbacks import Registry
 from ._dbr import native_type
 from ._dispatch import Job, JobTuple
 from ._errors import DisconnectedError, RemoteError
+from ._requests import resolve_type
 from ._response import ReadResponse
 
 if TYPE_CHECKING:
@@ -140,14 +141,9 @@ class Subscription(Registry):
         pv = self.pv
         with self._lock:
             token, first = self._register(func, weak)
-            if (
-                first
-                and self._subid is None
-                and pv._circuit is not None
-                and pv._sid is not None
-                and pv._state == "connected"
-            ):
-                self._activate_locked(pv._circuit, pv._sid, pv.native_data_type, pv.native_data_count)
+            circuit, sid = pv._link()
+            if first and self._subid is None and circuit is not None and sid is not None:
+                self._activate_locked(circuit, sid, pv.native_data_type, pv.native_data_count)
             recent = self._recent
         if first:
             pv._wake_if_idle()  # a PV left idle by go_idle() reconnects for its subscribers
@@ -203,7 +199,7 @@ class Subscription(Registry):
 
     # -- engine side ---------------------------------------------------------------
     def _wire_type(self, native: int | None) -> tuple[int, str]:
-        return self.pv._resolve_type(self.data_type, native)
+        return resolve_type(self.data_type, native)
 
     def _activate_locked(self, circuit: Circuit, sid: int, native: int | None, count: int | None) -> None:
         """Send EVENT_ADD on *circuit* if wanted and not yet active (the PV's lock is held)."""
