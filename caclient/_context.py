@@ -14,19 +14,79 @@ batched write per circuit).  The circuit thread connects the PVs.  When a
 circuit closes, :meth:`_on_circuit_closed` forgets it and searches again for
 the names of its channels.
 
+Threads (who runs what; each row is kept true by the code it names)
+
+==========================  ==============================  ============================  ==========================
+thread                      owns                            may block on                  never
+==========================  ==============================  ============================  ==========================
+caller threads              their own Pending ops and       their own Pending (with a     run on an I/O thread a
+                            waits (``Deadline``)            deadline); the Context's      blocking call (they raise
+                                                            state condition               ``BlockingCallError``)
+``caclient-udp``            UDP socket, search scheduler,   ``select`` with the next      run user code; wait on a
+(``_udp.UdpSearcher``)      beacon table, repeater          timer deadline; a name        Pending; connect a socket
+                            registration, name-server       server's host lookup          in blocking mode
+                            links; runs ``_on_found``
+``caclient-circuit[h:p,n]`` TCP socket (its receive side),  ``select``; its own           run user code; complete
+(``_circuit.Circuit``)      the ``CircuitProtocol``,        ``connect`` (bounded by the   anything but a Pending
+                            flushing the outbox; runs       Context timeout)              (no Future callbacks);
+                            ``_on_circuit_closed``                                        wait on other threads
+``caclient-cb-N``           the job it runs (user           whatever the user callback    hold an engine lock while
+(``_dispatch.Dispatcher``)  callbacks, Pending callbacks,   does (blocking caclient       a job runs
+                            the EVENTS_ON of flow control)  calls are allowed)
+==========================  ==============================  ============================  ==========================
+
 Rules (lock order, from outermost)
-  1. ``Context._lock`` guards ``_pvs``, ``_circuits``, ``_closed``.
+  1. ``Context._lock`` guards ``_pvs``, ``_circuits``, ``_closed``,
+     ``_connect_backoff``.
   2. ``PV._lock`` (see ``_pv``), which the PV's subscriptions and callback
      handlers use as theirs (``Subscription._lock`` is the same lock: one
      per PV keeps thousands of PVs small).
-  3. Leaf locks: ``Circuit._lock`` then ``Circuit._send_lock``; the
-     dispatcher's lock; the searcher's inbox lock.
+  3. Leaf locks: ``Circuit._flow_lock``, then ``Circuit._lock``, then
+     ``Circuit._send_lock``; the dispatcher's lock; the searcher's inbox
+     lock; ``_LiveContexts._lock``; the state condition's lock.
   Take locks only in this order.  Never wait, join, start a thread, connect a
   socket or run a user callback with one of them held.  The single exception
   is ``Circuit.send``, which never blocks and may be called under 2.
 
 Threads never run user code except the dispatcher's workers.  Blocking calls
 (read, write, wait_for_connection) refuse to run on the I/O threads.
+
+The hot path (one monitor update, top to bottom)
+  1. socket: the circuit thread's ``select`` wakes; ``recv_into`` writes
+     into ``CircuitProtocol.recv_buffer()`` (``_circuit.Circuit._loop``).
+  2. protocol event: ``CircuitProtocol.received`` frames the bytes; for a
+     small EVENT_ADD it looks the subid up in its ``monitors`` table and
+     calls the subscription's handler with the update ``(data_type, count,
+     status, payload)``, an exact tuple (``_protocol.CircuitProtocol._parse``).
+  3. subscription, circuit side: ``Subscription._on_update`` stores it as the
+     most recent update and returns the dispatcher job ``(pv, deliver,
+     update)`` (or, coalescing, keeps only the newest).
+  4. dispatcher: after the chunk the circuit submits all its jobs in one lock
+     round (``Dispatcher.submit_many``), and sends EVENTS_OFF when the
+     backlog passes the high-water mark (``Circuit._after_chunk``).
+  5. subscription, worker side: a ``caclient-cb-N`` worker runs the job,
+     in order per PV: ``Subscription._deliver_raw`` builds the
+     ReadResponse.
+  6. user callback: ``Registry._call_all`` calls each callback
+     ``f(sub, response)``; an exception is logged and counted.
+
+Lifecycle
+  ``close()`` stops the UDP thread, asks every circuit to close and joins
+  them, then shuts the dispatcher down, all within its timeout.  Open
+  Contexts are closed by one ``atexit`` hook, and discarded in a forked
+  child by one ``os.register_at_fork`` hook (:class:`_LiveContexts`: the
+  engine's only process-wide state, because a fork hook cannot be removed).
+
+  The threads are daemon threads, deliberately, against the "non-daemon"
+  line of the starting layout: Python joins non-daemon threads *before* it
+  runs ``atexit`` hooks, so a Context left open would hang interpreter exit
+  (its threads wait for a close that only the ``atexit`` hook would make).
+  The public hook that runs earlier does not exist (``threading._register_atexit``
+  is private), and even with it a user callback that never returns would
+  hang exit.  So the threads are daemons, and the ``atexit`` hook closes
+  every open Context with a bounded ``close()``: at a normal exit the
+  threads have stopped before the interpreter goes down, and a stuck
+  callback cannot keep the process alive (``tests/test_lifecycle.py``).
 """
 
 from __future__ import annotations
@@ -356,6 +416,10 @@ class Context:
     def _search(self, pvs: list[PV], delay: float = 0.0) -> None:
         if not self._closed:
             self._udp.search(sorted({pv.name for pv in pvs}), delay)
+
+    def _cancel_search(self, name: str) -> None:
+        """Stop searching for *name* (a PV went idle while searching)."""
+        self._udp.cancel(name)
 
     def _on_found(self, found: list[tuple[str, Address, int]]) -> None:
         # UDP thread: pick or create the circuit(s) and create the channels.

@@ -483,7 +483,7 @@ class PV:
             self._circuit = self._cid = self._sid = None
             self.access_rights = AccessRights.NO_ACCESS
         if state == SEARCHING:
-            self.context._udp.cancel(self.name)
+            self.context._cancel_search(self.name)
         if circuit is not None and cid is not None:
             circuit.forget_channel(cid, sid)
 
