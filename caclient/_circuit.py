@@ -360,9 +360,9 @@ class Circuit:
                     raise ConnectionResetError("server closed the connection")
                 self.last_heard = time.monotonic()
                 echo_sent = None
-                protocol.received(n)
+                more = protocol.received(n)
                 self._after_chunk()
-                if not protocol.filling_large:
+                if not more:
                     break
 
     def _after_chunk(self) -> None:

@@ -57,7 +57,7 @@ The hot path (one monitor update, top to bottom)
   2. protocol event: ``CircuitProtocol.received`` frames the bytes; for a
      small EVENT_ADD it looks the subid up in its ``monitors`` table and
      calls the subscription's handler with the update ``(data_type, count,
-     status, payload)``, an exact tuple (``_protocol.CircuitProtocol._parse``).
+     status, payload)``, an exact tuple (``_protocol.CircuitProtocol.received``).
   3. subscription, circuit side: ``Subscription._on_update`` stores it as the
      most recent update and returns the dispatcher job ``(pv, deliver,
      update)`` (or, coalescing, keeps only the newest).

@@ -528,7 +528,8 @@ class PV:
         """
         with self._lock:
             if self._circuit is not circuit or self._cid != cid or self._state != CONNECTING:
-                return None
+                # (a repeated reply for the channel it has is ignored, not cleared)
+                return [] if self._circuit is circuit and self._cid == cid else None
             self._sid = sid
             self._state = CONNECTED
             try:
