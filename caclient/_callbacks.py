@@ -143,7 +143,7 @@ class CallbackHandler(Registry):
         if run:
             state = self._current(pv)
             if state is not None:
-                pv.context._dispatcher.submit(pv, _call_one, func, pv, state)
+                pv.context._submit(pv, _call_one, func, pv, state)
         return token
 
     def remove_callback(self, token: int) -> None:

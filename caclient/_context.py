@@ -346,6 +346,15 @@ class Context:
         ensure_not_io_thread("Context.write_many")
         return _many.write_many(self, pvs, values, wait, timeout, data_types, data_counts, priority)
 
+    def _raise_if_closed(self, pv_name: str) -> None:
+        """Raise ContextClosedError for *pv_name* once the Context is closed."""
+        if self._closed:
+            raise ContextClosedError(f"{pv_name}: {self._closed_why()}", pv=pv_name)
+
+    def _submit(self, key: object, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on a callback worker, after the earlier jobs of *key*."""
+        self._dispatcher.submit(key, fn, *args)
+
     def _closed_why(self) -> str:
         if self._forked:
             return "this Context was inherited from the parent process by fork(); create a new Context here"

@@ -31,7 +31,6 @@ from ._dispatch import Job
 from ._errors import (
     AccessDeniedError,
     CATimeoutError,
-    ContextClosedError,
     DisconnectedError,
 )
 from ._requests import encode, read_result, resolve_type, transact, write_result
@@ -206,13 +205,11 @@ class PV:
         self.context._search([self])
 
     def _wait_connected(self, deadline: Deadline) -> tuple[Circuit, int]:
-        if self.context._closed:
-            raise ContextClosedError(f"{self.name}: {self.context._closed_why()}", pv=self.name)
+        self.context._raise_if_closed(self.name)
         if self._state != CONNECTED:
             self._wake_if_idle()
             if not self.context._wait_for(lambda: self._state == CONNECTED, deadline):
-                if self.context._closed:
-                    raise ContextClosedError(f"{self.name}: {self.context._closed_why()}", pv=self.name)
+                self.context._raise_if_closed(self.name)
                 state = self._state
                 where = "no server answered the search" if state == SEARCHING else f"still {state}"
                 raise CATimeoutError(f"{self.name}: not connected ({where})", pv=self.name)

@@ -148,7 +148,7 @@ class Subscription(Registry):
         if first:
             pv._wake_if_idle()  # a PV left idle by go_idle() reconnects for its subscribers
         if not first and recent is not None:
-            pv.context._dispatcher.submit(pv, self._replay, token, recent)
+            pv.context._submit(pv, self._replay, token, recent)
         return token
 
     def _replay(self, token: int, update: Update) -> None:
