@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from ._lazy import numpy as np
 
 from . import _proto
 from ._config import Address
