@@ -263,7 +263,7 @@ def caget_many(
             continue
         ntype = int(result.data_type)
         nelm = chan.native_data_count or 1
-        value = _convert.unpack(result.data, ntype, nelm, count, as_numpy)
+        value = _convert.unpack_response(result, ntype, nelm, count, as_numpy)
         if as_string:
             if ntype == dbr.ENUM and nelm == 1:
                 enum_slots.append(i)
