@@ -40,12 +40,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._lazy import numpy as np
-
 from . import _proto
 from ._config import Address
 from ._dbr import payload_size
 from ._errors import DisconnectedError, ProtocolError, RemoteError, eca_message
+from ._lazy import numpy as np
 from ._response import ReadResponse
 from ._subscription import Subscription
 from ._sync import IOThread, Pending, Wakeup
