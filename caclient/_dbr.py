@@ -345,7 +345,7 @@ def decode_list(layout: Layout, count: int, payload: bytes | bytearray | memoryv
     return list(struct.unpack_from(f">{count}{_STRUCT_CODES[field]}", payload, offset))
 
 
-def encode_string(value: str | bytes, encoding: str) -> bytes:
+def encode_string(value: str | bytes | bytearray, encoding: str) -> bytes:
     """Encode one DBR_STRING element (at most 39 bytes plus NUL), NUL padded."""
     raw = value.encode(encoding) if isinstance(value, str) else bytes(value)
     if len(raw) >= MAX_STRING_SIZE:

@@ -104,7 +104,7 @@ class ReadResponse:
         if data is _UNSET and self._guard is not None:
             data = self.data  # a large payload is decoded in place, once
         if data is not _UNSET:
-            return list(data) if isinstance(data, list) else data.tolist()  # type: ignore[no-any-return]
+            return list(data) if isinstance(data, list) else data.tolist()
         return _dbr.decode_list(self._layout(), self.data_count, self._payload, self._encoding)
 
     @property
@@ -122,7 +122,7 @@ class ReadResponse:
             with self._guard:
                 if self._data is not _UNSET and not isinstance(self._data, list):  # a numpy array
                     offset = self._layout().meta_size
-                    swapped = self._data.astype(self._data.dtype.newbyteorder(">")).tobytes()
+                    swapped: bytes = self._data.astype(self._data.dtype.newbyteorder(">")).tobytes()
                     end = offset + len(swapped)
                     return bytes(self._payload[:offset]) + swapped + bytes(self._payload[end:])
         return bytes(self._payload)

@@ -29,6 +29,7 @@ def is_ndarray(val: Any) -> bool:
     np = sys.modules.get("numpy")
     return np is not None and isinstance(val, np.ndarray)
 
+
 _INT_TYPES = (dbr.INT, dbr.ENUM, dbr.CHAR, dbr.LONG)
 _FLOAT_TYPES = (dbr.FLOAT, dbr.DOUBLE)
 _TIME_KEYS = ("status", "severity", "timestamp", "posixseconds", "nanoseconds")

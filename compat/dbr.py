@@ -90,6 +90,7 @@ def __getattr__(name: str) -> Any:
         return {INT: np.int16, FLOAT: np.float32, ENUM: np.uint16, CHAR: np.uint8, LONG: np.int32, DOUBLE: np.float64}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 _NAMES = {
     STRING: "STRING",
     INT: "INT",
