@@ -63,6 +63,8 @@ class Scenario:
     description: str
     timeout_factor: float = 1.0
     notes: tuple[str, ...] = field(default=())
+    # The clients this scenario applies to (empty: every client); others are left out, not failed.
+    clients: tuple[str, ...] = ()
 
 
 def _numbered(ioc: IOCHandle, n: int, start: int = 0) -> list[str]:
@@ -127,6 +129,7 @@ def _ioc_specs(quick: bool, workdir: str) -> dict[str, Callable[[], IOCHandle]]:
 
     return {
         "testdb": lambda: EpicsIOC(),
+        "calc100": numbered("calc100", 100, "calc", ".1 second"),
         "ai10k": numbered("ai10k", _n(quick, 10_001, 1_001), "ai", None),
         "calc1k": numbered("calc1k", _n(quick, 1_000, 100), "calc", ".1 second"),
         "calc10k": numbered("calc10k", _n(quick, 10_000, 1_000), "calc", ".1 second"),
@@ -405,6 +408,8 @@ def run_scenarios(
                 ioc = get_ioc(sc.ioc)
             except Exception as exc:
                 for c in clients:
+                    if sc.clients and c not in sc.clients:
+                        continue
                     results[c] = RunResult(False, error=f"IOC did not start: {exc}"[:300])
                 continue
             setup_error = None
@@ -412,6 +417,8 @@ def run_scenarios(
                 setup_error = _prepare_waveforms(ioc, get_ioc.state, args)  # type: ignore[attr-defined]
             params = sc.params(ioc, args.quick)
             for c in clients:
+                if sc.clients and c not in sc.clients:
+                    continue
                 if setup_error:
                     results[c] = RunResult(False, error=setup_error)
                     continue
@@ -441,6 +448,7 @@ def cli(
     clients: Sequence[str],
     default_timeout: float,
     run_all: Callable[[argparse.Namespace], dict[str, Any]],
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> int:
     """The command line shared by the benchmark tools: parse, run, print, write JSON."""
     parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
@@ -453,6 +461,8 @@ def cli(
     parser.add_argument("--mem-limit", type=float, default=DEFAULT_MEM_LIMIT_GIB, help="memory limit per child (GiB)")
     parser.add_argument("--repeat", type=int, default=1, help="run each child N times, keep the best (default 1)")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C: running children are killed, the IOC stopped.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

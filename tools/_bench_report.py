@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for dist in ("caproto", "pyepics", "epicscorelibs", "numpy", "psutil"):
+    for dist in ("caproto", "pyepics", "cothread", "epicscorelibs", "numpy", "psutil"):
         try:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
