@@ -10,7 +10,9 @@ calls; the unit tests check every layout against caproto's ctypes structures.
 
 from __future__ import annotations
 
+import importlib
 import struct
+import sys
 from collections.abc import Sequence
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
@@ -96,6 +98,8 @@ FAMILY_OFFSETS = {"native": 0, "status": 7, "time": 14, "graphic": 21, "control"
 #: numpy dtype strings of the numeric field types: on the wire, and in native byte order.
 _VALUE_DTYPES = {1: ">i2", 2: ">f4", 3: ">u2", 4: "u1", 5: ">i4", 6: ">f8"}
 _NATIVE_DTYPES = {1: "i2", 2: "f4", 3: "u2", 4: "u1", 5: "i4", 6: "f8"}
+#: numpy scalar type names of the numeric field types (``getattr(numpy, name)``: faster than a dtype string).
+_NATIVE_SCALARS = {1: "int16", 2: "float32", 3: "uint16", 4: "uint8", 5: "int32", 6: "float64"}
 #: struct format letters of the numeric field types.
 _STRUCT_CODES = {1: "h", 2: "f", 3: "H", 4: "B", 5: "i", 6: "d"}
 ELEMENT_SIZE = {0: MAX_STRING_SIZE, 1: 2, 2: 4, 3: 2, 4: 1, 5: 4, 6: 8}
@@ -271,11 +275,15 @@ def decode_value(
     """
     scalar = layout.scalar
     if count == 1 and scalar is not None:  # the common monitor case: cheaper than frombuffer + astype
-        import numpy as np  # (a sys.modules lookup once numpy is loaded)
-
+        try:
+            # numpy, once loaded: ~0.1 us cheaper than an import statement on this hot path
+            nmp: Any = sys.modules["numpy"]
+        except KeyError:
+            nmp = importlib.import_module("numpy")
         try:
             field = 3 if layout.type in (35, 36) else layout.field
-            return np.array(scalar.unpack_from(payload), dtype=_NATIVE_DTYPES[field])
+            one: npt.NDArray[Any] = nmp.array(scalar.unpack_from(payload), dtype=getattr(nmp, _NATIVE_SCALARS[field]))
+            return one
         except struct.error:
             name = ChannelType(layout.type).name
             raise ProtocolError(f"{name} payload of {len(payload)} bytes is too short") from None
