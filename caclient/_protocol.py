@@ -43,12 +43,11 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-import numpy as np
-
 from . import _proto
 from ._dbr import payload_size
 from ._dispatch import JobTuple
 from ._errors import ProtocolError
+from ._lazy import numpy as np
 
 log = logging.getLogger("caclient.circuit")
 

@@ -9,13 +9,13 @@ giving equal results).
 from __future__ import annotations
 
 import threading
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from . import _dbr
 from ._dbr import ChannelType, Metadata
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 _UNSET: Any = object()
 
@@ -88,6 +88,25 @@ class ReadResponse:
                 data = self._data
         return data  # type: ignore[no-any-return]
 
+    def tolist(self) -> list[Any]:
+        """The value as a list of Python ``int``, ``float`` or ``str``.
+
+        Equal to ``data.tolist()`` (``list(data)`` for strings), but a value
+        not yet decoded is decoded with :mod:`struct` alone: reading one
+        number this way neither imports numpy nor builds an array.
+
+        Returns
+        -------
+        list
+            One element per value element (``data_count`` of them).
+        """
+        data = self._data
+        if data is _UNSET and self._guard is not None:
+            data = self.data  # a large payload is decoded in place, once
+        if data is not _UNSET:
+            return list(data) if isinstance(data, list) else data.tolist()
+        return _dbr.decode_list(self._layout(), self.data_count, self._payload, self._encoding)
+
     @property
     def metadata(self) -> Metadata:
         md = self._metadata
@@ -101,9 +120,9 @@ class ReadResponse:
         """The payload as the server sent it (network byte order)."""
         if self._guard is not None:
             with self._guard:
-                if self._data is not _UNSET and isinstance(self._data, np.ndarray):
+                if self._data is not _UNSET and not isinstance(self._data, list):  # a numpy array
                     offset = self._layout().meta_size
-                    swapped = self._data.astype(self._data.dtype.newbyteorder(">")).tobytes()
+                    swapped: bytes = self._data.astype(self._data.dtype.newbyteorder(">")).tobytes()
                     end = offset + len(swapped)
                     return bytes(self._payload[:offset]) + swapped + bytes(self._payload[end:])
         return bytes(self._payload)

@@ -16,17 +16,21 @@ created on first use from the ``EPICS_CA_*`` variables set at that moment.
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from caclient import AccessDeniedError, CAError, RemoteError
 
-from . import _convert, _runtime, ca, dbr, device, multiproc, pv, utils
+from . import _convert, _runtime, ca, dbr, pv, utils
 from .ca import poll
-from .device import Device
-from .multiproc import CAPool, CAProcess
 from .pv import PV, get_pv
+
+if TYPE_CHECKING:
+    from . import device, multiproc
+    from .device import Device
+    from .multiproc import CAPool, CAProcess
 
 __version__ = "3.5.10"
 
@@ -63,6 +67,29 @@ __all__ = [
     "pv",
     "utils",
 ]
+
+
+#: Names loaded on first use: a one-shot caget needs neither devices nor
+#: multiprocessing (whose import alone costs about 10 ms).
+_LAZY = {
+    "device": ("device", ""),
+    "Device": ("device", "Device"),
+    "multiproc": ("multiproc", ""),
+    "CAPool": ("multiproc", "CAPool"),
+    "CAProcess": ("multiproc", "CAProcess"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    spec = _LAZY.get(name)
+    if spec is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{spec[0]}")
+    return getattr(module, spec[1]) if spec[1] else module
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def caput(
@@ -263,7 +290,7 @@ def caget_many(
             continue
         ntype = int(result.data_type)
         nelm = chan.native_data_count or 1
-        value = _convert.unpack(result.data, ntype, nelm, count, as_numpy)
+        value = _convert.unpack_response(result, ntype, nelm, count, as_numpy)
         if as_string:
             if ntype == dbr.ENUM and nelm == 1:
                 enum_slots.append(i)

@@ -25,8 +25,6 @@ from collections.abc import Callable
 from math import log10
 from typing import Any
 
-import numpy as np
-
 from caclient import AccessDeniedError, CAError, RemoteError
 
 from . import _convert, ca, dbr
@@ -188,7 +186,7 @@ def get_complete_with_metadata(
     ftype = int(ftype)  # type: ignore[arg-type]
     ntype = dbr.native_type(ftype)
     out = _convert.metadata(result.metadata, ftype) if ftype >= dbr.TIME_STRING else {}
-    val = _convert.unpack(result.data, ntype, nelm, count, as_numpy and ca.HAS_NUMPY)
+    val = _convert.unpack_response(result, ntype, nelm, count, as_numpy and ca.HAS_NUMPY)
     if as_string:
         val = _as_string(val, chid, count, ftype)
     out["value"] = val
@@ -370,8 +368,8 @@ def create_subscription(
         kwds: dict[str, Any] = {"ftype": ftype, "count": n, "chid": chid_int, "pvname": pvname}
         if ftype >= dbr.TIME_STRING:
             kwds.update(_convert.metadata(resp.metadata, ftype))
-        value = _convert.unpack(resp.data, dbr.native_type(ftype), nelm, n, numpy_ok)
-        if isinstance(value, np.ndarray):
+        value = _convert.unpack_response(resp, dbr.native_type(ftype), nelm, n, numpy_ok)
+        if _convert.is_ndarray(value):
             value = value.copy()  # (the response may be shared with other subscribers)
         user(value=value, **kwds)
 

@@ -9,14 +9,26 @@ from __future__ import annotations
 
 import operator
 import struct
+import sys
 import time
 from collections.abc import Sequence
 from math import log10
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import ca, dbr
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported where an array is built, not at import: a scalar caget
+# or caput never needs it (see unpack_response).
+
+
+def is_ndarray(val: Any) -> bool:
+    """``isinstance(val, numpy.ndarray)``, without importing numpy (no array exists before it is)."""
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(val, np.ndarray)
+
 
 _INT_TYPES = (dbr.INT, dbr.ENUM, dbr.CHAR, dbr.LONG)
 _FLOAT_TYPES = (dbr.FLOAT, dbr.DOUBLE)
@@ -102,6 +114,16 @@ def unpack(data: Any, ntype: int, nelm: int, count: int | None, as_numpy: bool) 
     return arr if as_numpy else arr.tolist()
 
 
+def unpack_response(resp: Any, ntype: int, nelm: int, count: int | None, as_numpy: bool) -> Any:
+    """:func:`unpack` of a ``caclient.ReadResponse``; a scalar is decoded without numpy.
+
+    Parameters are those of :func:`unpack`, with the response in place of its data.
+    """
+    if nelm <= 1 and resp.data_count == 1 and (not count or count >= 1) and ntype != dbr.STRING:
+        return resp.tolist()[0]
+    return unpack(resp.data, ntype, nelm, count, as_numpy)
+
+
 def shape_for_get(val: Any, nelm: int, count: int | None, as_numpy: bool) -> Any:
     """What ``PV.get`` makes of a value: arrays as numpy (or list), cut to *count*.
 
@@ -111,6 +133,8 @@ def shape_for_get(val: Any, nelm: int, count: int | None, as_numpy: bool) -> Any
     """
     if nelm <= 1 or val is None:
         return val
+    import numpy as np
+
     if not isinstance(val, (np.ndarray, list, tuple)):
         val = [val]
     if as_numpy and not isinstance(val, np.ndarray):
@@ -185,8 +209,8 @@ def char_value(
         return val
     n = count if count is not None else 1
     if ntype == dbr.CHAR and (n < ca.AUTOMONITOR_MAXLENGTH or force_long_string):
-        if isinstance(val, np.ndarray):
-            raw = val.astype(np.uint8, copy=False).tobytes()
+        if is_ndarray(val):
+            raw = val.astype("u1", copy=False).tobytes()
         elif isinstance(val, (list, tuple)):
             try:
                 raw = bytes(val)
@@ -201,7 +225,7 @@ def char_value(
         if nul >= 0:
             raw = raw[:nul]
         return raw.decode("latin-1").rstrip()
-    if isinstance(val, np.ndarray) and val.size == 1 and n <= 1:
+    if is_ndarray(val) and val.size == 1 and n <= 1:
         val = val[0].item()
     if n > 1:
         try:
@@ -234,8 +258,8 @@ def string_for_many(val: Any, ntype: int, nelm: int, enum_strs: Sequence[str] | 
     ``str(v)`` (pyepics raises IndexError).
     """
     if ntype == dbr.CHAR and nelm < ca.AUTOMONITOR_MAXLENGTH:
-        if isinstance(val, np.ndarray):
-            raw = val.astype(np.uint8, copy=False).tobytes()
+        if is_ndarray(val):
+            raw = val.astype("u1", copy=False).tobytes()
         elif isinstance(val, list):
             raw = bytes(val)
         else:
@@ -321,6 +345,8 @@ def encode_put(value: Any, ntype: int, nelm: int, encoding: str) -> tuple[Any, i
         nuser = len(value)
     except TypeError:
         raise TypeError(f"object of type '{type(value).__name__}' has no len()") from None
+    import numpy as np
+
     dtype = dbr.NP_Map[ntype]
     if nuser == 0:
         return np.zeros(count, dtype=dtype), count

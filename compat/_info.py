@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from ._convert import is_ndarray
 
 if TYPE_CHECKING:
     from .pv import PV
@@ -39,7 +39,7 @@ _REPORTED = (
 
 def _value_text(value: Any, count: int, spec: str) -> str:
     if count == 1:
-        if isinstance(value, np.ndarray) and value.size == 1:
+        if is_ndarray(value) and value.size == 1:
             value = value[0]
         return format(value, spec)
     more = ",...." if count > 10 else ""

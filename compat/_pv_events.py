@@ -304,14 +304,13 @@ class PVEvents(PVBase):
             _set(args, F.POSIXSECONDS, secs)
             _set(args, F.NANOSECONDS, nsec)
         else:
-            data = resp.data
             ntype = self._ntype
             if ntype == dbr.STRING:
-                value = _convert.unpack(data, ntype, args["nelm"], None, True)
+                value = _convert.unpack(resp.data, ntype, args["nelm"], None, True)
             elif n == 1 and args["nelm"] == 1:
-                value = data.item()
+                value = resp.tolist()[0]
             else:
-                value = data.copy()  # the response may be shared with other PV objects
+                value = resp.data.copy()  # the response may be shared with other PV objects
             ftype = self.ftype
             if ftype is not None and dbr.TIME_STRING <= ftype < dbr.CTRL_STRING:
                 md = resp.metadata
@@ -338,7 +337,7 @@ class PVEvents(PVBase):
     def _filtered(self, resp: Any) -> bool:
         # Client-side monitor_delta (when MDEL could not be written).
         try:
-            value = resp.data.item() if resp.data_count == 1 else None
+            value = resp.tolist()[0] if resp.data_count == 1 else None
             if value is None:
                 return False
             last = self._monitor_last_value

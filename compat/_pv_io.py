@@ -167,7 +167,7 @@ class PVReadWrite(PVBase):
             return None
         ftype = int(resp.data_type) if ftype is None else ftype
         out = _convert.metadata(resp.metadata, ftype) if ftype >= dbr.TIME_STRING else {}
-        out["value"] = _convert.unpack(resp.data, self._ntype, nelm, req, as_numpy)
+        out["value"] = _convert.unpack_response(resp, self._ntype, nelm, req, as_numpy)
         return out
 
     def _meta(self, form: str, timeout: float) -> dict[str, Any] | None:

@@ -12,8 +12,7 @@ public API (:class:`caclient.ChannelType`, ``caclient.DBE_*``,
 from __future__ import annotations
 
 import enum
-
-import numpy as np
+from typing import Any
 
 # The subscription masks, re-exported as epics.dbr has them.
 from caclient import DBE_ALARM as DBE_ALARM
@@ -81,15 +80,16 @@ EPICS2UNIX_EPOCH = 631152000.0
 #: The eight control limits, in the order db_access.h lays them out (as caclient's Metadata does).
 ctrl_limits = tuple(name for name in _Metadata.__slots__ if name.endswith("_limit"))
 
-#: numpy dtype of each numeric native type.
-NP_Map = {
-    INT: np.int16,
-    FLOAT: np.float32,
-    ENUM: np.uint16,
-    CHAR: np.uint8,
-    LONG: np.int32,
-    DOUBLE: np.float64,
-}
+
+def __getattr__(name: str) -> Any:
+    # NP_Map (numpy's scalar type of each numeric native type) is built on
+    # first use, so that importing compat does not import numpy.
+    if name == "NP_Map":
+        import numpy as np
+
+        return {INT: np.int16, FLOAT: np.float32, ENUM: np.uint16, CHAR: np.uint8, LONG: np.int32, DOUBLE: np.float64}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _NAMES = {
     STRING: "STRING",

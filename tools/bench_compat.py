@@ -25,7 +25,7 @@ from typing import Any
 
 from tools import bench
 from tools._bench_compat_workers import CLIENTS
-from tools.bench import (
+from tools._bench_harness import (
     Metric,
     RunResult,
     Scenario,
@@ -35,9 +35,9 @@ from tools.bench import (
     mem_per_pv_params,
     monitor_params,
     sequential_params,
-    versions,
     waveform_params,
 )
+from tools._bench_report import versions
 
 OURS = "compat"
 DEFAULT_TIMEOUT = 180.0
