@@ -23,6 +23,7 @@ from typing import Any
 from caclient import AccessDeniedError, CAError, RemoteError
 
 from . import _convert, _runtime, ca, dbr, device, multiproc, pv, utils
+from ._install import install, uninstall
 from .ca import poll
 from .device import Device
 from .multiproc import CAPool, CAProcess
@@ -58,9 +59,11 @@ __all__ = [
     "dbr",
     "device",
     "get_pv",
+    "install",
     "multiproc",
     "poll",
     "pv",
+    "uninstall",
     "utils",
 ]
 
