@@ -239,7 +239,19 @@ class PV(PVChannel, PVEvents, PVReadWrite):
     @property
     def info(self) -> str | None:
         """A multi-line report of the PV (what :func:`compat.cainfo` prints)."""
+        return self._getinfo()
+
+    def _getinfo(self) -> str | None:
+        """The text of :attr:`info` (pyepics's name; subclasses override it)."""
         return _info.info_text(self)
+
+    def __getval__(self) -> Any:
+        """The value (pyepics's getter behind :attr:`value`)."""
+        return self._getarg("value")
+
+    def __setval__(self, val: Any) -> Any:
+        """Put *val* (pyepics's setter behind :attr:`value`)."""
+        return self.put(val)
 
     def __repr__(self) -> str:
         if not self.connected:

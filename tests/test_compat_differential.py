@@ -404,6 +404,43 @@ S["get-pv-context"] = """
 record('cached', epics.get_pv(P + 'ai', connect=True) is not None)
 record('context', epics.get_pv(P + 'longin', context=1))
 """
+S["ca-get-as-numpy-false"] = """
+record('put wf', write('wf', [1.5, 2.5, 3.5, 4.5]))
+record('put chwf', write('chwf', 'hey'))
+ca = epics.ca
+for name in ('wf', 'chwf', 'longwf', 'ai', 'strwf'):
+    chid = ca.create_channel(P + name)
+    ca.connect_channel(chid)
+    record(name, ca.get(chid, as_numpy=False))
+    record(name + ' count=2', ca.get(chid, as_numpy=False, count=2))
+    record(name + ' metadata', ca.get_with_metadata(chid, as_numpy=False)['value'])
+p = epics.PV(P + 'wf', auto_monitor=False)
+p.wait_for_connection()
+record('pv read', p.get(as_numpy=False))
+record('pv read count=2', p.get(as_numpy=False, count=2))
+record('caget', epics.caget(P + 'wf', as_numpy=False))
+"""
+S["pv-context-and-cache-key"] = """
+p = epics.get_pv(P + 'ai', connect=True)
+record('context', p.context == epics.ca.current_context() and isinstance(p.context, int))
+key = (P + 'ai', 'time', p.context)
+record('keyed', epics.pv._PVcache_.get(key) is p)
+record('ctrl', epics.get_pv(P + 'ai', form='ctrl') is epics.pv._PVcache_.get((P + 'ai', 'ctrl', p.context)))
+record('args', sorted(p._args))
+record('popped', epics.pv._PVcache_.pop(key) is p)
+record('new one', epics.get_pv(P + 'ai') is not p)
+q = epics.PV(P + 'longin')
+record('PV context', q.context == p.context)
+out = []
+def in_thread():
+    out.append(epics.ca.current_context())
+    out.append(epics.get_pv(P + 'ai').context == p.context)
+    out.append(epics.ca.current_context() == p.context)
+t = threading.Thread(target=in_thread)
+t.start()
+t.join(10)
+record('thread', out)
+"""
 S["device"] = """
 import importlib
 dev = epics.Device(P, attrs=('ai', 'ao'))
@@ -456,9 +493,7 @@ record('version', isinstance(epics.__version__, str))
 # Scenarios whose results differ on purpose (see docs/migrating-from-pyepics.rst).
 DELIBERATE = {
     "caget-array-one-element": "an array channel holding one element still gives an array of its field's dtype",
-    "caget-many-lists": "caget_many(as_numpy=False) gives lists where pyepics gives ctypes arrays",
     "pv-info-enum-without-strings": "PV.info of an enum without state strings works (pyepics raises TypeError)",
-    "get-pv-context": "get_pv(context=...) of an uncached PV creates it (pyepics raises RuntimeError)",
 }
 
 
