@@ -163,6 +163,16 @@ p.wait_for_connection()
 record('put', p.put(3.0, wait=True, timeout=0.1))
 settle_slow()
 record('put-ok', p.put(4.0, wait=True, timeout=5.0))
+settle_slow()
+done = queue.Queue()
+q = epics.PV(P + 'slow', auto_monitor=False)
+q.wait_for_connection()
+record('late', q.put(5.0, wait=True, timeout=0.1, use_complete=True,
+                     callback=lambda pvname=None, **kw: done.put((pvname, sorted(kw)))))
+record('not yet', q.put_complete)
+record('late callback', done.get(timeout=5))
+record('late put_complete', q.put_complete)
+settle_slow()
 """
 
 # -- PV objects ----------------------------------------------------------------------------------
