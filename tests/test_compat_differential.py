@@ -317,6 +317,23 @@ epics.get_pv(P + 'ro', connection_callback=lambda **kw: got.append(sorted(kw)),
              access_callback=lambda r, w, pv=None: got.append((r, w, repr(pv))))
 record('cached-callbacks', got)
 """
+S["pv-connection-callback-of-connected-channel"] = """
+first = epics.PV(P + 'bi')
+record('first', first.wait_for_connection())
+events = queue.Queue()
+
+
+def on_conn(pvname=None, conn=None, pv=None):
+    events.put((pvname.endswith('bi'), conn, type(pv).__name__))
+
+
+second = epics.PV(P + 'bi', connection_callback=on_conn)
+record('second', events.get(timeout=5))
+cached = epics.get_pv(P + 'bo', connect=True)
+got = queue.Queue()
+again = epics.get_pv(P + 'bo', connection_callback=lambda conn=None, pv=None, **kw: got.put((conn, pv is cached)))
+record('cached', (again is cached, got.get(timeout=5)))
+"""
 S["pv-info"] = """
 write('wf', [1.0, 2.0, 3.0])
 write('chwf', 'abc')
