@@ -468,6 +468,12 @@ t.start()
 t.join(10)
 record('thread', out)
 """
+S["device-unknown-prefix"] = """
+dev = epics.Device(P + 'nosuchdev:', attrs=('VAL',), timeout=0.3)
+record('get', dev.get('VAL', timeout=0.3))
+record('put', dev.put('VAL', 1.0, timeout=0.3))
+record('pv', repr(dev.PV('VAL', connect=False)))
+"""
 S["device"] = """
 import importlib
 dev = epics.Device(P, attrs=('ai', 'ao'))
