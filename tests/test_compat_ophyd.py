@@ -132,6 +132,28 @@ record('value', a.get())
 record('severity', a.alarm_severity)
 record('status', a.alarm_status)
 """,
+    "alarm_change": """
+from ophyd import EpicsSignal
+s = EpicsSignal(P + 'ao', name='s')
+s.wait_for_connection(timeout=10)
+s.put(0.0, wait=True)
+s.get()
+record('quiet', (s.alarm_severity, s.alarm_status))
+s.put(85.0, wait=True)
+s.get()
+record('hihi', (s.alarm_severity, s.alarm_status))
+m = EpicsSignal(P + 'ao', name='m', auto_monitor=True)
+m.wait_for_connection(timeout=10)
+record('monitored hihi', (m.alarm_severity, m.alarm_status))
+normal = threading.Event()
+def on_value(value=None, **kw):
+    if value == 0.0:
+        normal.set()
+m.subscribe(on_value, run=False)
+s.put(0.0, wait=True)
+record('back to normal seen', normal.wait(10))
+record('monitored severity', m.alarm_severity)
+""",
     "with_rbv": """
 from ophyd import EpicsSignalWithRBV
 r = EpicsSignalWithRBV(P + 'rbv', name='r')
@@ -362,6 +384,14 @@ def test_enum_string_waveform_alarm_rbv(on_compat: dict[str, Any]) -> None:
     assert strings["wf describe"]["w"]["dtype"] == "array"
     alarm = recorded(on_compat, "alarm")
     assert alarm == {"value": 9.0, "severity": 2, "status": 3}
+    change = recorded(on_compat, "alarm_change")
+    assert change == {
+        "quiet": (0, 0),
+        "hihi": (2, 3),
+        "monitored hihi": (2, 3),
+        "back to normal seen": True,
+        "monitored severity": 0,
+    }
     rbv = recorded(on_compat, "with_rbv")
     assert rbv["setpoint"] == 3.25
     assert rbv["after set"] == (4.5, 4.5)
