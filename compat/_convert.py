@@ -213,6 +213,8 @@ def char_value(
     if ntype == dbr.CHAR and (n < ca.AUTOMONITOR_MAXLENGTH or force_long_string):
         if isinstance(val, np.ndarray):
             raw = val.astype(np.uint8, copy=False).tobytes()
+        elif isinstance(val, ctypes.Array):
+            raw = bytes(val)  # (a c_ubyte array, from an as_numpy=False read)
         elif isinstance(val, (list, tuple)):
             try:
                 raw = bytes(val)
@@ -262,6 +264,8 @@ def string_for_many(val: Any, ntype: int, nelm: int, enum_strs: Sequence[str] | 
     if ntype == dbr.CHAR and nelm < ca.AUTOMONITOR_MAXLENGTH:
         if isinstance(val, np.ndarray):
             raw = val.astype(np.uint8, copy=False).tobytes()
+        elif isinstance(val, ctypes.Array):
+            raw = bytes(val)  # (a c_ubyte array, from an as_numpy=False read)
         elif isinstance(val, list):
             raw = bytes(val)
         else:

@@ -446,6 +446,13 @@ p.wait_for_connection()
 record('pv read', p.get(as_numpy=False))
 record('pv read count=2', p.get(as_numpy=False, count=2))
 record('caget', epics.caget(P + 'wf', as_numpy=False))
+for name in ('chwf', 'wf', 'longwf'):
+    p = epics.PV(P + name, auto_monitor=False)
+    p.wait_for_connection()
+    record(name + ' as_string', p.get(as_string=True, as_numpy=False))
+    record(name + ' count=2', p.get(as_numpy=False, count=2))
+    record(name + ' char_value', p.char_value)
+record('many as_string', epics.caget_many([P + 'chwf', P + 'wf'], as_string=True, as_numpy=False))
 """
 S["pv-context-and-cache-key"] = """
 p = epics.get_pv(P + 'ai', connect=True)
