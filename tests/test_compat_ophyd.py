@@ -456,3 +456,46 @@ def test_same_as_ophyd_on_pyepics(on_compat: dict[str, Any], on_pyepics: dict[st
                 continue
             problems += differences(ref_rec.get(label), our_rec.get(label), f"{sid}/{label}")
     assert not problems, "\n".join(problems)
+
+
+DEAD_IOC = """
+import os
+import signal
+from ophyd import EpicsSignal
+s = EpicsSignal(P + 'ao', name='s')
+s.wait_for_connection(timeout=10)
+s.put(2.5, wait=True)
+record('before', s.get())
+lost = threading.Event()
+def on_meta(connected=None, **kw):
+    if connected is False:
+        lost.set()
+s.subscribe(on_meta, event_type=s.SUB_META, run=False)
+os.kill(IOC_PID, signal.SIGKILL)
+record('saw disconnect', lost.wait(30))
+record('connected', s.connected)
+try:
+    record('get', s.get(connection_timeout=0.5))
+except Exception as exc:
+    record('get error', type(exc).__name__)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_dead_ioc_seen_by_ophyd_as_on_pyepics() -> None:
+    """ophyd on compat notices an IOC that died and refuses to read it, as ophyd on pyepics does."""
+    results = {}
+    for layer in ("compat", "pyepics"):
+        with EpicsIOC() as ioc:
+            code = DEAD_IOC.replace("IOC_PID", str(ioc.pid))
+            results[layer] = run_child(layer, ioc, ioc, {"dead": code})["dead"]
+    ours = results["compat"]
+    assert ours["error"] is None, ours["error"][2]
+    assert dict(ours["records"]) == {
+        "before": 2.5,
+        "saw disconnect": True,
+        "connected": False,
+        "get error": "ConnectionTimeoutError",
+    }
+    assert results["pyepics"]["error"] is None, results["pyepics"]["error"][2]
+    assert results["pyepics"]["records"] == ours["records"]
