@@ -8,9 +8,11 @@ Use it as a drop-in for pyepics::
     print(epics.caget("IOC:ai", as_string=True))
     pv = epics.PV("IOC:counter", callback=lambda **kw: print(kw["value"]))
 
-Calls, arguments, return values, value types, warnings and callback keyword
-arguments follow pyepics; ``docs/migrating-from-pyepics.rst`` lists where
-compat deliberately differs.  All of compat shares one caclient Context,
+or leave the program as it is and run it with ``python -m compat
+program.py ARGS`` (or call :func:`install` first): ``import epics`` then
+gives compat.  Calls, arguments, return values, value types, warnings and
+callback keyword arguments follow pyepics; ``docs/migrating-from-pyepics.rst``
+lists where compat deliberately differs.  All of compat shares one caclient Context,
 created on first use from the ``EPICS_CA_*`` variables set at that moment.
 """
 
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from caclient import AccessDeniedError, CAError, RemoteError
 
 from . import _convert, _runtime, ca, dbr, pv, utils
+from ._install import install, uninstall
 from .ca import poll
 from .pv import PV, get_pv
 
@@ -62,9 +65,11 @@ __all__ = [
     "dbr",
     "device",
     "get_pv",
+    "install",
     "multiproc",
     "poll",
     "pv",
+    "uninstall",
     "utils",
 ]
 

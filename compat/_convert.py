@@ -7,6 +7,7 @@ follows; where compat deliberately differs the docstring says so (see also
 
 from __future__ import annotations
 
+import ctypes
 import operator
 import struct
 import sys
@@ -86,13 +87,14 @@ def unpack(data: Any, ntype: int, nelm: int, count: int | None, as_numpy: bool) 
     count : int or None
         Requested element count (None or 0: all that came).
     as_numpy : bool
-        Arrays as numpy arrays (else lists).
+        Arrays as numpy arrays, else as ctypes arrays (``c_double_Array_N``
+        ...), as pyepics's ``ca`` layer gives them.
 
     Returns
     -------
     The value: a Python ``int``/``float`` for one element of a scalar
     channel, ``str`` for a scalar string channel, a list of str for a string
-    array, a numpy array (or list) for numeric arrays.
+    array, a numpy array (or ctypes array) for numeric arrays.
 
     Notes
     -----
@@ -111,7 +113,32 @@ def unpack(data: Any, ntype: int, nelm: int, count: int | None, as_numpy: bool) 
     if nelm <= 1 and n == 1:
         return data[0].item()
     arr = data[:n] if n != len(data) else data
-    return arr if as_numpy else arr.tolist()
+    return arr if as_numpy else ctypes_array(arr, ntype)
+
+
+#: The ctypes element type pyepics's ``ca`` layer gives arrays of each native type in.
+CTYPES: dict[int, Any] = {
+    dbr.INT: ctypes.c_short,
+    dbr.FLOAT: ctypes.c_float,
+    dbr.ENUM: ctypes.c_ushort,
+    dbr.CHAR: ctypes.c_ubyte,
+    dbr.LONG: ctypes.c_int,
+    dbr.DOUBLE: ctypes.c_double,
+}
+
+
+def ctypes_array(arr: np.ndarray[Any, Any], ntype: int) -> Any:
+    """*arr* as the ctypes array pyepics returns for ``as_numpy=False`` (e.g. ``c_double_Array_4``)."""
+    import numpy as np
+
+    ctype = CTYPES[ntype]
+    native = np.ascontiguousarray(arr, dtype=np.dtype(ctype))
+    return (ctype * len(native)).from_buffer_copy(native.tobytes())
+
+
+def is_ctypes_array(value: Any) -> bool:
+    """True for a ctypes array (what ``as_numpy=False`` reads give)."""
+    return isinstance(value, ctypes.Array)
 
 
 def unpack_response(resp: Any, ntype: int, nelm: int, count: int | None, as_numpy: bool) -> Any:
@@ -129,13 +156,14 @@ def shape_for_get(val: Any, nelm: int, count: int | None, as_numpy: bool) -> Any
 
     pyepics turns every array value into ``numpy.asarray(value)`` (so a
     string array becomes a numpy ``<U`` array, and an empty one a float64
-    array) or, with ``as_numpy=False``, into a list.
+    array) or, with ``as_numpy=False``, a numpy value into a list (a ctypes
+    array from a read stays one, and cut to *count* becomes a list).
     """
     if nelm <= 1 or val is None:
         return val
     import numpy as np
 
-    if not isinstance(val, (np.ndarray, list, tuple)):
+    if not isinstance(val, (np.ndarray, list, tuple, ctypes.Array)):
         val = [val]
     if as_numpy and not isinstance(val, np.ndarray):
         val = np.asarray(val)
@@ -211,6 +239,8 @@ def char_value(
     if ntype == dbr.CHAR and (n < ca.AUTOMONITOR_MAXLENGTH or force_long_string):
         if is_ndarray(val):
             raw = val.astype("u1", copy=False).tobytes()
+        elif isinstance(val, ctypes.Array):
+            raw = bytes(val)  # (a c_ubyte array, from an as_numpy=False read)
         elif isinstance(val, (list, tuple)):
             try:
                 raw = bytes(val)
@@ -260,6 +290,8 @@ def string_for_many(val: Any, ntype: int, nelm: int, enum_strs: Sequence[str] | 
     if ntype == dbr.CHAR and nelm < ca.AUTOMONITOR_MAXLENGTH:
         if is_ndarray(val):
             raw = val.astype("u1", copy=False).tobytes()
+        elif isinstance(val, ctypes.Array):
+            raw = bytes(val)  # (a c_ubyte array, from an as_numpy=False read)
         elif isinstance(val, list):
             raw = bytes(val)
         else:

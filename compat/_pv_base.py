@@ -37,6 +37,7 @@ class PVBase(PVAttributes):
     verbose: bool
     ftype: int | None
     chid: int | None
+    context: int | None
     connection_timeout: float
     callbacks: dict[Any, tuple[Callable[..., Any], dict[str, Any]]]
     connection_callbacks: list[Callable[..., Any]]

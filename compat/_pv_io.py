@@ -13,6 +13,7 @@ callbacks run on an engine callback thread.
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from collections.abc import Callable
 from math import log10
@@ -337,6 +338,8 @@ def _write_channel(
     try:
         if not wait and callback is None:
             eng.write(payload, wait=False, notify=False, data_type=ntype, data_count=count)
+        elif wait and callback is not None:
+            return _write_and_wait(eng, name, payload, ntype, count, timeout, callback)
         else:
             eng.write(
                 payload, wait=wait, callback=callback, timeout=max(timeout, 0.0), data_type=ntype, data_count=count
@@ -355,3 +358,29 @@ def _write_channel(
     except CAError:
         return -1 if wait else None
     return 1
+
+
+def _write_and_wait(
+    eng: Any, name: str, payload: Any, ntype: int, count: int, timeout: float, callback: Callable[[Any], None]
+) -> int:
+    """A put with ``wait=True`` and a completion callback: 1, or -1 if it did not complete in *timeout*.
+
+    As in pyepics, the callback still runs when the completion comes after
+    the wait gave up (so ``put_complete`` becomes True then).
+    """
+    finished = threading.Event()
+    outcome: list[Any] = []
+
+    def on_done(result: Any) -> None:
+        outcome.append(result)
+        finished.set()
+        callback(result)
+
+    eng.write(payload, wait=False, callback=on_done, timeout=max(timeout, 0.0), data_type=ntype, data_count=count)
+    _runtime.note_write(eng)
+    if not finished.wait(max(timeout, 0.0)):
+        return -1
+    result = outcome[0]
+    if isinstance(result, CAError) and not isinstance(result, RemoteError):
+        return -1
+    return 1  # (a refused put: pyepics does not look at the completion status; the callback logged it)

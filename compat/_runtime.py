@@ -2,7 +2,7 @@
 
 * the default :class:`caclient.Context`, created on first use with the
   ``EPICS_CA_*`` settings of ``os.environ`` at that moment;
-* ``pv_cache``: :func:`compat.get_pv`'s PVs by ``(name, form)``;
+* ``pv_cache``: :func:`compat.get_pv`'s PVs by ``(name, form, context)``;
 * ``monitors``: the PVs :func:`compat.camonitor` watches (``compat._PVmonitors_``);
 * ``keepalive``: PV objects that have user callbacks.  compat registers its
   own engine callbacks weakly, so a PV nobody refers to is freed; a PV with
@@ -42,7 +42,7 @@ CALLBACK_WORKERS = 1
 
 lock = threading.Lock()
 generation = 0
-pv_cache: dict[tuple[str, str], Any] = {}
+pv_cache: dict[tuple[str, str, Any], Any] = {}
 monitors: dict[str, Any] = {}
 keepalive: dict[int, Any] = {}
 hostnames: dict[str, str] = {}

@@ -146,6 +146,7 @@ class PV(PVChannel, PVEvents, PVReadWrite):
         "chid",
         "connection_callbacks",
         "connection_timeout",
+        "context",
         "form",
         "ftype",
         "pvname",
@@ -217,6 +218,8 @@ class PV(PVChannel, PVEvents, PVReadWrite):
         self._applied: Any = None
         self._seen_writes = 0
         self.chid: int | None = None
+        #: The ``ca`` context the PV was made in (``ca.current_context()``, as pyepics).
+        self.context: int | None = _current_context()
         self._update_hold()
         self._chan()
 
@@ -236,7 +239,19 @@ class PV(PVChannel, PVEvents, PVReadWrite):
     @property
     def info(self) -> str | None:
         """A multi-line report of the PV (what :func:`compat.cainfo` prints)."""
+        return self._getinfo()
+
+    def _getinfo(self) -> str | None:
+        """The text of :attr:`info` (pyepics's name; subclasses override it)."""
         return _info.info_text(self)
+
+    def __getval__(self) -> Any:
+        """The value (pyepics's getter behind :attr:`value`)."""
+        return self._getarg("value")
+
+    def __setval__(self, val: Any) -> Any:
+        """Put *val* (pyepics's setter behind :attr:`value`)."""
+        return self.put(val)
 
     def __repr__(self) -> str:
         if not self.connected:
@@ -269,11 +284,19 @@ def get_pv(
 ) -> PV:
     """Return the cached PV for ``(pvname, form)``, creating it if needed.
 
-    On a cache hit the given callbacks are added to the cached PV (and run
-    at once if it is connected), and *auto_monitor* can switch a monitor on.
-    With *connect* it waits up to *timeout* seconds and prints
-    ``cannot connect to NAME`` on failure; the PV is returned either way.
-    An unknown *form* means 'time'.  *context* is deprecated and only warns.
+    The cache is keyed ``(pvname, form, context)``, *context* being this
+    thread's :func:`compat.ca.current_context` (as in pyepics).  On a cache
+    hit the given callbacks are added to the cached PV (and run at once if
+    it is connected), and *auto_monitor* can switch a monitor on.  With
+    *connect* it waits up to *timeout* seconds and prints ``cannot connect
+    to NAME`` on failure; the PV is returned either way.  An unknown *form*
+    means 'time'.  The class made is :data:`default_pv_class`.
+
+    Raises
+    ------
+    RuntimeError
+        *context* (deprecated: it warns) is not this thread's context and no
+        PV is cached for it, as in pyepics.
     """
     if form not in ("native", "time", "ctrl"):
         form = "time"
@@ -283,12 +306,16 @@ def get_pv(
             "will _not_ be created in the requested context.",
             stacklevel=2,
         )
+    else:
+        context = _current_context()
     if isinstance(pvname, PV):
         pvname = pvname.pvname
-    key = (pvname, form)
+    key = (pvname, form, context)
     with _runtime.lock:
         thispv = _runtime.pv_cache.get(key)
     if thispv is None:
+        if context != ca.current_context():
+            raise RuntimeError("PV is not in cache for user-requested context")
         created = default_pv_class(
             pvname,
             form=form,
@@ -320,6 +347,15 @@ def get_pv(
     return thispv
 
 
+def _current_context() -> int | None:
+    """This thread's ``ca`` context, attaching it to the initial one first if it has none (as pyepics)."""
+    context = ca.current_context()
+    if context is None:
+        ca.use_initial_context()
+        context = ca.current_context()
+    return context
+
+
 def clear_pvcache() -> None:
     """Disconnect and forget every PV cached by :func:`get_pv`."""
     with _runtime.lock:
@@ -331,5 +367,5 @@ def clear_pvcache() -> None:
 
 #: The class :func:`get_pv` creates; scripts may replace it with a subclass.
 default_pv_class = PV
-#: :func:`get_pv`'s cache, ``{(name, form): PV}`` (the same dict as compat's runtime uses).
+#: :func:`get_pv`'s cache, ``{(name, form, context): PV}`` as in pyepics (the dict compat's runtime uses).
 _PVcache_ = _runtime.pv_cache

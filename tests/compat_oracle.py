@@ -19,6 +19,7 @@ stopped, which is why pyepics runs in a child process.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import pickle
 import queue
@@ -38,6 +39,8 @@ def canon(value: Any) -> Any:
         return value
     if isinstance(value, (np.ndarray, np.generic)):
         return value
+    if isinstance(value, ctypes.Array):  # (pyepics's as_numpy=False arrays: element type and items)
+        return ("ctypes", type(value)._type_.__name__, len(value), list(value))
     if isinstance(value, list):
         return [canon(v) for v in value]
     if isinstance(value, tuple):

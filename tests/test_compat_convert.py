@@ -33,7 +33,12 @@ def test_unpack_shapes() -> None:
     assert type(_convert.unpack(np.array([3], np.uint16), dbr.ENUM, 1, None, True)) is int
     arr = _convert.unpack(np.array([1, 2, 3], np.int16), dbr.INT, 10, None, True)
     assert arr.dtype == np.int16 and list(arr) == [1, 2, 3]
-    assert _convert.unpack(np.array([1, 2, 3], np.int16), dbr.INT, 10, 2, False) == [1, 2]
+    cut = _convert.unpack(np.array([1, 2, 3], np.int16), dbr.INT, 10, 2, False)
+    assert type(cut).__name__ == "c_short_Array_2" and list(cut) == [1, 2]  # as pyepics: ctypes
+    for ntype, name in ((dbr.FLOAT, "c_float"), (dbr.ENUM, "c_ushort"), (dbr.CHAR, "c_ubyte"),
+                        (dbr.LONG, "c_int"), (dbr.DOUBLE, "c_double")):  # fmt: skip
+        got = _convert.unpack(np.array([1, 2], np.dtype(">f8")), ntype, 10, None, False)
+        assert type(got).__name__ == f"{name}_Array_2" and list(got) == [1, 2]
     single = _convert.unpack(np.array([7], np.int16), dbr.INT, 10, None, True)
     assert isinstance(single, np.ndarray) and single.dtype == np.int16  # deliberate: still an array
     assert _convert.unpack(["abc  ", "d"], dbr.STRING, 8, None, True) == ["abc", "d"]

@@ -163,6 +163,16 @@ p.wait_for_connection()
 record('put', p.put(3.0, wait=True, timeout=0.1))
 settle_slow()
 record('put-ok', p.put(4.0, wait=True, timeout=5.0))
+settle_slow()
+done = queue.Queue()
+q = epics.PV(P + 'slow', auto_monitor=False)
+q.wait_for_connection()
+record('late', q.put(5.0, wait=True, timeout=0.1, use_complete=True,
+                     callback=lambda pvname=None, **kw: done.put((pvname, sorted(kw)))))
+record('not yet', q.put_complete)
+record('late callback', done.get(timeout=5))
+record('late put_complete', q.put_complete)
+settle_slow()
 """
 
 # -- PV objects ----------------------------------------------------------------------------------
@@ -307,6 +317,23 @@ epics.get_pv(P + 'ro', connection_callback=lambda **kw: got.append(sorted(kw)),
              access_callback=lambda r, w, pv=None: got.append((r, w, repr(pv))))
 record('cached-callbacks', got)
 """
+S["pv-connection-callback-of-connected-channel"] = """
+first = epics.PV(P + 'bi')
+record('first', first.wait_for_connection())
+events = queue.Queue()
+
+
+def on_conn(pvname=None, conn=None, pv=None):
+    events.put((pvname.endswith('bi'), conn, type(pv).__name__))
+
+
+second = epics.PV(P + 'bi', connection_callback=on_conn)
+record('second', events.get(timeout=5))
+cached = epics.get_pv(P + 'bo', connect=True)
+got = queue.Queue()
+again = epics.get_pv(P + 'bo', connection_callback=lambda conn=None, pv=None, **kw: got.put((conn, pv is cached)))
+record('cached', (again is cached, got.get(timeout=5)))
+"""
 S["pv-info"] = """
 write('wf', [1.0, 2.0, 3.0])
 write('chwf', 'abc')
@@ -404,6 +431,56 @@ S["get-pv-context"] = """
 record('cached', epics.get_pv(P + 'ai', connect=True) is not None)
 record('context', epics.get_pv(P + 'longin', context=1))
 """
+S["ca-get-as-numpy-false"] = """
+record('put wf', write('wf', [1.5, 2.5, 3.5, 4.5]))
+record('put chwf', write('chwf', 'hey'))
+ca = epics.ca
+for name in ('wf', 'chwf', 'longwf', 'ai', 'strwf'):
+    chid = ca.create_channel(P + name)
+    ca.connect_channel(chid)
+    record(name, ca.get(chid, as_numpy=False))
+    record(name + ' count=2', ca.get(chid, as_numpy=False, count=2))
+    record(name + ' metadata', ca.get_with_metadata(chid, as_numpy=False)['value'])
+p = epics.PV(P + 'wf', auto_monitor=False)
+p.wait_for_connection()
+record('pv read', p.get(as_numpy=False))
+record('pv read count=2', p.get(as_numpy=False, count=2))
+record('caget', epics.caget(P + 'wf', as_numpy=False))
+for name in ('chwf', 'wf', 'longwf'):
+    p = epics.PV(P + name, auto_monitor=False)
+    p.wait_for_connection()
+    record(name + ' as_string', p.get(as_string=True, as_numpy=False))
+    record(name + ' count=2', p.get(as_numpy=False, count=2))
+    record(name + ' char_value', p.char_value)
+record('many as_string', epics.caget_many([P + 'chwf', P + 'wf'], as_string=True, as_numpy=False))
+"""
+S["pv-context-and-cache-key"] = """
+p = epics.get_pv(P + 'ai', connect=True)
+record('context', p.context == epics.ca.current_context() and isinstance(p.context, int))
+key = (P + 'ai', 'time', p.context)
+record('keyed', epics.pv._PVcache_.get(key) is p)
+record('ctrl', epics.get_pv(P + 'ai', form='ctrl') is epics.pv._PVcache_.get((P + 'ai', 'ctrl', p.context)))
+record('args', sorted(p._args))
+record('popped', epics.pv._PVcache_.pop(key) is p)
+record('new one', epics.get_pv(P + 'ai') is not p)
+q = epics.PV(P + 'longin')
+record('PV context', q.context == p.context)
+out = []
+def in_thread():
+    out.append(epics.ca.current_context())
+    out.append(epics.get_pv(P + 'ai').context == p.context)
+    out.append(epics.ca.current_context() == p.context)
+t = threading.Thread(target=in_thread)
+t.start()
+t.join(10)
+record('thread', out)
+"""
+S["device-unknown-prefix"] = """
+dev = epics.Device(P + 'nosuchdev:', attrs=('VAL',), timeout=0.3)
+record('get', dev.get('VAL', timeout=0.3))
+record('put', dev.put('VAL', 1.0, timeout=0.3))
+record('pv', repr(dev.PV('VAL', connect=False)))
+"""
 S["device"] = """
 import importlib
 dev = epics.Device(P, attrs=('ai', 'ao'))
@@ -456,9 +533,7 @@ record('version', isinstance(epics.__version__, str))
 # Scenarios whose results differ on purpose (see docs/migrating-from-pyepics.rst).
 DELIBERATE = {
     "caget-array-one-element": "an array channel holding one element still gives an array of its field's dtype",
-    "caget-many-lists": "caget_many(as_numpy=False) gives lists where pyepics gives ctypes arrays",
     "pv-info-enum-without-strings": "PV.info of an enum without state strings works (pyepics raises TypeError)",
-    "get-pv-context": "get_pv(context=...) of an uncached PV creates it (pyepics raises RuntimeError)",
 }
 
 
