@@ -111,8 +111,13 @@ class UdpSearcher:
         with self._lock:
             if self._closed:
                 return
+            # The thread drains its wake-up socket before it takes the inbox,
+            # so a non-empty inbox already has a wake-up on its way: only the
+            # first of a burst of posts (get_pvs called a thousand times) wakes it.
+            wake = not self._inbox
             self._inbox.append((what, names, delay))
-        self._wakeup.wake()
+        if wake:
+            self._wakeup.wake()
 
     @property
     def unanswered(self) -> int:
