@@ -264,6 +264,7 @@ def _read_and_print(req: Request, ctx: Any, pvs: list[Any]) -> int:
                 # base reads into a zeroed buffer and libca reports the failure
                 F.err(exception_block(result.status, 0, ch.name, dbr, count, "read failed"))
                 results[i] = zero_response(dbr, count)
+                timed_out = True  # and its ca_pend_io never completes
             elif isinstance(result, Exception):
                 ch.status = 19 << 3  # ECA_GETFAIL
             else:
