@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-__all__ = ["COMMANDS", "caRepeater", "caget", "cainfo", "camonitor", "caput", "main"]
+__all__ = ["COMMANDS", "main", "run_caget", "run_cainfo", "run_camonitor", "run_caput", "run_carepeater"]
 
 #: ``python -m caclient <command>`` → the tool it runs.
 COMMANDS = {"get": "caget", "put": "caput", "monitor": "camonitor", "info": "cainfo", "repeater": "repeater"}
@@ -44,27 +44,27 @@ def _run(module: str, argv: Sequence[str] | None) -> int:
         return 130
 
 
-def caget(argv: Sequence[str] | None = None) -> int:
+def run_caget(argv: Sequence[str] | None = None) -> int:
     """The ``caget`` console script."""
     return _run("caget", argv)
 
 
-def caput(argv: Sequence[str] | None = None) -> int:
+def run_caput(argv: Sequence[str] | None = None) -> int:
     """The ``caput`` console script."""
     return _run("caput", argv)
 
 
-def camonitor(argv: Sequence[str] | None = None) -> int:
+def run_camonitor(argv: Sequence[str] | None = None) -> int:
     """The ``camonitor`` console script."""
     return _run("camonitor", argv)
 
 
-def cainfo(argv: Sequence[str] | None = None) -> int:
+def run_cainfo(argv: Sequence[str] | None = None) -> int:
     """The ``cainfo`` console script."""
     return _run("cainfo", argv)
 
 
-def caRepeater(argv: Sequence[str] | None = None) -> int:  # noqa: N802 (the program's name)
+def run_carepeater(argv: Sequence[str] | None = None) -> int:
     """The ``caRepeater`` console script."""
     return _run("repeater", argv)
 

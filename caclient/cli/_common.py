@@ -77,7 +77,9 @@ class Common:
         """``-w <sec>``; a bad value keeps the current one, with base's message."""
         value = scan_double(arg)
         if value is None:
-            F.err(f"'{text_arg(arg)}' is not a valid timeout value - ignored, using '{self.timeout:.1f}'. {self.hint()}")
+            F.err(
+                f"'{text_arg(arg)}' is not a valid timeout value - ignored, using '{self.timeout:.1f}'. {self.hint()}"
+            )
         else:
             self.timeout = value
 
@@ -118,20 +120,26 @@ class Common:
 
 
 def exception_block(status: int, op: int, channel: str, dbr: int, count: int, context: str) -> str:
-    """The report libca prints on stderr for an asynchronous failure (no exception handler installed).
+    """The report libca prints on stderr for an operation that failed later (no exception handler).
 
     *op* is 0 for a read, 1 for a write.
     """
+    source = "../getCopy.cpp line 91" if op == 0 else "../oldChannelNotify.cpp line 159"
+    text = f'op={op}, channel={channel}, type={F.dbr_text(dbr)}, count={count}, ctx="{context}"'
+    return libca_report(status, text, source)
+
+
+def libca_report(status: int, context: str, source: str) -> str:
+    """libca's ``CA.Client.Exception`` report of *status*, as its default handler prints it."""
     from ..eca import message
 
     now = time.time_ns()
     stamp = time.strftime("%a %b %d %Y %H:%M:%S", time.localtime(now // 1_000_000_000))
     severity = ("Warning", "Success", "Error", "Info", "Fatal", "Fatal", "Fatal", "Fatal")[status & 7]
-    source = "../getCopy.cpp line 91" if op == 0 else "../oldChannelNotify.cpp line 159"
     return (
         "CA.Client.Exception...............................................\n"
         f'    {severity}: "{message(status)}"\n'
-        f'    Context: "op={op}, channel={channel}, type={F.dbr_text(dbr)}, count={count}, ctx="{context}""\n'
+        f'    Context: "{context}"\n'
         f"    Source File: {source}\n"
         f"    Current Time: {stamp}.{now % 1_000_000_000:09d}\n"
         ".................................................................."

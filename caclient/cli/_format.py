@@ -335,8 +335,7 @@ def metadata_block(md: Any, dbr: int) -> str:
         return "\n".join(lines)
     if dbr == STSACK_STRING:
         return (
-            f"{sts}\n    Ack transient?:   {'YES' if md.ackt else 'NO'}\n"
-            f"    Ack severity:     {severity_text(md.acks)}"
+            f"{sts}\n    Ack transient?:   {'YES' if md.ackt else 'NO'}\n    Ack severity:     {severity_text(md.acks)}"
         )
     if 21 <= dbr <= 34:
         base = dbr % 7

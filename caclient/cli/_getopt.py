@@ -44,9 +44,7 @@ class Option(NamedTuple):
     optopt: str
 
 
-def getopt(
-    args: Sequence[str], optstring: str, posixly_correct: bool | None = None
-) -> tuple[list[Option], list[str]]:
+def getopt(args: Sequence[str], optstring: str, posixly_correct: bool | None = None) -> tuple[list[Option], list[str]]:
     """Split *args* (without the program name) into options and operands.
 
     Parsing stops at the first ``'?'`` or ``':'`` result, as the tools exit

@@ -8,6 +8,7 @@ within one more timeout, with one burst of requests per circuit.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -159,7 +160,7 @@ class Request:
             self.count = count & 0xFFFFFFFFFFFFFFFF
         else:
             assert arg is not None
-            return self._apply_format(letter, arg)
+            self._apply_format(letter, arg)
         return None
 
     def _apply_format(self, letter: str, arg: str) -> None:
@@ -261,15 +262,21 @@ def _read_and_print(req: Request, ctx: Any, pvs: list[Any]) -> int:
                 ch.status = result.status
                 timed_out = True  # base waits for the reply that never succeeded
             elif isinstance(result, RemoteError):
-                # base reads into a zeroed buffer and libca reports the failure
-                F.err(exception_block(result.status, 0, ch.name, dbr, count, "read failed"))
+                # base reads into a zeroed buffer and libca reports the failure, with
+                # the server's own words when it sent some (CA_PROTO_ERROR)
+                said = re.search(r"\((.*)\)$", str(result))
+                F.err(exception_block(result.status, 0, ch.name, dbr, count, said.group(1) if said else "read failed"))
                 results[i] = zero_response(dbr, count)
                 timed_out = True  # and its ca_pend_io never completes
             elif isinstance(result, Exception):
                 ch.status = 19 << 3  # ECA_GETFAIL
-            else:
+            elif req.callback:
                 results[i] = result
                 ch.n_elems = result.data_count
+            else:
+                # base reads into a buffer of the count it asked for: a shorter reply
+                # leaves zeros behind it
+                results[i] = _padded(result, count)
     if timed_out:
         F.err("Read operation timed out: some PV data was not read.")
     out = F.Output()
@@ -283,6 +290,25 @@ def _read_and_print(req: Request, ctx: Any, pvs: list[Any]) -> int:
             out.line(_plain(req, ch, results[i]))
     out.flush()
     return 0
+
+
+def _padded(resp: Any, count: int) -> Any:
+    """*resp* with its data extended by zeros (empty strings) to *count* elements."""
+    if resp.data_count >= count:
+        return resp
+    from .._response import ReadResponse
+
+    payload = bytes(resp)
+    return ReadResponse(
+        int(resp.data_type), count, resp.status, payload + bytes(_element_size(resp) * count), "latin-1"
+    )
+
+
+def _element_size(resp: Any) -> int:
+    from .._dbr import ELEMENT_SIZE
+
+    dbr = int(resp.data_type)
+    return ELEMENT_SIZE[0 if dbr in (F.STSACK_STRING, F.CLASS_NAME) else dbr % 7]
 
 
 def _value_text(req: Request, ch: Channel, resp: Any, with_count: bool = True) -> str:

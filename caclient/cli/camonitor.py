@@ -21,10 +21,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import _format as F
-from ._common import DEFAULT_TIMEOUT, PRIORITY_MAX, Common, check_names, text_arg, version_line
+from ._common import DEFAULT_TIMEOUT, PRIORITY_MAX, Common, check_names, libca_report, text_arg, version_line
 from ._cparse import sscanf_int, sscanf_uint
 from ._getopt import getopt
 from ._wide import ECA_DISCONN, ECA_NORMAL, Channel, WideLine
+from .cainfo import host_name
 
 USAGE = f"""
 Usage: camonitor [options] <PV name> ...
@@ -96,6 +97,8 @@ class Monitor:
         self._types: dict[str, int] = {}  # the field type each PV's subscription was made for
         self._subs: dict[str, Any] = {}
         self._stopped = False
+        self._servers: dict[str, str] = {}  # PV name -> "host:port" of its server, while connected
+        self._lost: set[str] = set()  # servers whose loss was reported
 
     def apply(self, letter: str, arg: str | None) -> int | None:
         """Apply one option; return an exit status to stop with, or None to go on."""
@@ -158,13 +161,22 @@ class Monitor:
     # -- engine callbacks (the callback thread) ---------------------------------------------
     def on_connection(self, pv: Any, state: str) -> None:
         """Subscribe on (re)connection, report a disconnection."""
+        server = host_name(pv.server_address, 1.0) if state == "connected" else None
         with self._lock:
             ch = self._channels[pv.name]
             if state != "connected":
                 if ch.once_connected:
                     ch.status = ECA_DISCONN
+                    server = self._servers.pop(pv.name, None)
+                    if server is not None and server not in self._lost and not self._stopped:
+                        # libca reports each lost circuit once, then the channels
+                        self._lost.add(server)
+                        F.err(libca_report(ECA_DISCONN, server, "../cac.cpp line 1238"))
                     self._print(ch, None)
                 return
+            assert server is not None
+            self._servers[pv.name] = server
+            self._lost.discard(server)
             native = int(pv.native_data_type)
             old = self._subs.get(pv.name)
             if old is not None and self._types[pv.name] == native:

@@ -34,10 +34,6 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 
     if any(arg.startswith("--") and arg != "--" for arg in args):
         return cli_main(args)
-    if os.environ.get("CACLIENT_NO_REPEATER"):
-        # caclient's loopback test environments forbid repeaters; libca (pyepics,
-        # base's tools) finds this script on PATH and would leave one running.
-        return 0
     options, _ = getopt(args, ":hv")
     detach = True
     for opt in options:
@@ -49,6 +45,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             continue
         sys.stderr.write(f"{prog}: invalid option -- '{opt.optopt}'\n{usage(prog)}\nUnknown argument '?'\n")
         return 1
+    if os.environ.get("CACLIENT_NO_REPEATER"):
+        # caclient's loopback test environments forbid repeaters; libca (pyepics,
+        # base's tools) finds this script on PATH and would leave one running.
+        return 0
     if detach:
         sys.stdout.flush()
         sys.stderr.flush()
