@@ -114,8 +114,15 @@ class Common:
 
     def context(self) -> Context:
         """A Context for this run (imports the engine)."""
+        import logging
+
         from .._context import Context
 
+        # The tools print base's messages; without this, Python's last-resort
+        # handler would add the engine's warnings to stderr in its own words.
+        engine_log = logging.getLogger("caclient")
+        if not any(isinstance(h, logging.NullHandler) for h in engine_log.handlers):
+            engine_log.addHandler(logging.NullHandler())
         return Context(timeout=self.wait_seconds(), encoding="latin-1")
 
 
