@@ -1,8 +1,8 @@
-"""``python -m caclient``: see :mod:`caclient._cli`."""
+"""``python -m caclient <command>``: see :func:`caclient.cli.main`."""
 
 import sys
 
-from ._cli import main
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

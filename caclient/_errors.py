@@ -93,15 +93,7 @@ class BlockingCallError(CAError, RuntimeError):
 
 
 def eca_message(status: int) -> str:
-    """Return ``'ECA_NAME: description'`` for an ECA status code.
+    """Return ``'ECA_NAME: description'`` for an ECA status code (see :mod:`caclient.eca`)."""
+    from . import eca
 
-    caproto's status table is imported here, on the error path only, so that
-    importing caclient stays cheap.
-    """
-    try:
-        from caproto._status import eca_value_to_status
-
-        code = eca_value_to_status[status]
-        return f"{code.name}: {code.description}"
-    except Exception:  # unknown code or caproto internals changed
-        return f"ECA status {status}"
+    return f"{eca.name(status)}: {eca.message(status)}"

@@ -76,12 +76,9 @@ def message(status: int) -> str:
     text = _MESSAGES.get(status)
     if text is not None:
         return text
-    try:
-        from caproto._status import eca_value_to_status  # error path only: keeps imports light
+    from caclient.eca import message as eca_text  # error path only
 
-        return str(eca_value_to_status[status].description)
-    except Exception:
-        return f"ECA status {status}"
+    return eca_text(status)
 
 
 def write(msg: str, newline: bool = True, flush: bool = True) -> None:

@@ -290,7 +290,7 @@ def get_pv(
     it is connected), and *auto_monitor* can switch a monitor on.  With
     *connect* it waits up to *timeout* seconds and prints ``cannot connect
     to NAME`` on failure; the PV is returned either way.  An unknown *form*
-    means 'time'.  The class made is :data:`default_pv_class`.
+    means 'time'.  The class made is ``pv.default_pv_class``.
 
     Raises
     ------

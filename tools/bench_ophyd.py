@@ -29,6 +29,7 @@ import sys
 from typing import Any
 
 from tools import bench
+from tools._bench_harness import ParamsFn
 from tools._bench_ophyd_workers import CLIENTS
 from tools.bench import Metric, RunResult, Scenario, _n, _numbered, versions
 
@@ -36,7 +37,7 @@ OURS = "compat"
 DEFAULT_TIMEOUT = 300.0
 
 
-def _device_params(full: int, small: int, **extra: Any) -> bench.ParamsFn:
+def _device_params(full: int, small: int, **extra: Any) -> ParamsFn:
     return lambda ioc, q: {"prefix": ioc.prefix, "n": _n(q, full, small), "timeout": 120.0, **extra}
 
 
