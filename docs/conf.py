@@ -13,7 +13,7 @@ import sys
 # autodoc imports caclient from this checkout, not from an installed copy.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-import caclient  # noqa: E402
+import caclient
 
 project = "caclient"
 author = "caclient developers"
