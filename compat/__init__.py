@@ -23,8 +23,10 @@ from typing import Any
 from caclient import AccessDeniedError, CAError, RemoteError
 
 from . import _convert, _runtime, ca, dbr, device, multiproc, pv, utils
+from .alarm import Alarm
 from .ca import poll
 from .device import Device
+from .motor import Motor
 from .multiproc import CAPool, CAProcess
 from .pv import PV, get_pv
 
@@ -39,11 +41,13 @@ INVALID_ALARM = 3
 _PVmonitors_ = _runtime.monitors
 
 __all__ = [
+    "Alarm",
     "CAPool",
     "CAProcess",
     "INVALID_ALARM",
     "MAJOR_ALARM",
     "MINOR_ALARM",
+    "Motor",
     "NO_ALARM",
     "PV",
     "Device",

@@ -209,12 +209,12 @@ class SimMotor:
     async def _show_position(self) -> None:
         await self._set("DRBV", self.dial)
         await self._set("RBV", self.dial + self.off)
-        await self._set("RRBV", int(round(self.dial / self.mres)))
+        await self._set("RRBV", round(self.dial / self.mres))
 
     async def _show_target(self, dial: float) -> None:
         await self._set("DVAL", dial)
         await self._set("VAL", dial + self.off)
-        await self._set("RVAL", int(round(dial / self.mres)))
+        await self._set("RVAL", round(dial / self.mres))
 
     def _limit_hook(self, other: str, user: bool) -> Hook:
         async def hook(value: Any) -> Any:
