@@ -310,6 +310,9 @@ class SimMotor:
             while True:
                 diff = self.target - self.dial
                 if abs(diff) < 1e-9:
+                    if diff:
+                        self.dial = self.target
+                        await self._show_position()
                     break
                 if (diff > 0 and self.dial >= HARD_HIGH) or (diff < 0 and self.dial <= HARD_LOW):
                     await self._halt()
