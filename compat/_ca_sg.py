@@ -211,10 +211,12 @@ def sg_put(gid: Any, chid: chid_t, value: Any) -> int:
     eng = _channel("sg_put", chid)
     ntype = int(field_type(chid) or 0)
     tname = str(dbr.Name(ntype)).lower()
+    nelm = element_count(chid) or 1
     try:
-        data, count = _convert.encode_put(value, ntype, element_count(chid) or 1, utils.wire_encoding())
+        data, count = _convert.encode_put(value, ntype, nelm, utils.wire_encoding())
     except (TypeError, ValueError) as exc:
         raise ChannelAccessException(f"Cannot put value {value!r} to PV of type '{tname}'") from exc
+    data, count = _padded(data, count, nelm)
     op = group.add()
     try:
         eng.write(data, wait=False, callback=op.complete, data_type=ntype, data_count=count)
@@ -227,6 +229,17 @@ def sg_put(gid: Any, chid: chid_t, value: Any) -> int:
         op.complete(exc)
         raise ChannelAccessException(f"Cannot put value {value!r} to PV of type '{tname}'") from exc
     return dbr.ECA_NORMAL
+
+
+def _padded(data: Any, count: int, nelm: int) -> tuple[Any, int]:
+    """*data* filled up to the channel's full element count, as libca's group put sends it (pyepics' sg_put)."""
+    if count >= nelm:
+        return data, count
+    if isinstance(data, np.ndarray):
+        return np.concatenate([data[:count], np.zeros(nelm - count, dtype=data.dtype)]), nelm
+    if isinstance(data, list):
+        return list(data[:count]) + [b""] * (nelm - count), nelm
+    return data, count
 
 
 def _unpack(chid: Any, data: Any, count: int | None = None, ftype: int | None = None, as_numpy: bool = True) -> Any:

@@ -79,7 +79,7 @@ class Alarm:
             raise UserWarning("alarm requires valid PV, comparison, and trip_point")
         self._lock = threading.Lock()
         self.trip_point = trip_point
-        self.last_alert = 0.0
+        self.last_alert: float = 0
         self.alert_delay = alert_delay
         self.user_callback = callback
         self.cmp: Callable[[Any, Any], Any] | None = None
@@ -102,7 +102,7 @@ class Alarm:
     def reset(self) -> None:
         """Re-arm: forget the alarm state and the time of the last alert."""
         with self._lock:
-            self.last_alert = 0.0
+            self.last_alert = 0
             self.alarm_state = False
 
     def check_alarm(self, pvname: str | None = None, value: Any = None, char_value: Any = None, **kw: Any) -> None:

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from . import ca
-from .device import Device
 from . import pv as _pv
+from .device import Device
 
 __all__ = ["Motor", "MotorException", "MotorLimitException"]
 
