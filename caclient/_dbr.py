@@ -321,7 +321,9 @@ def encode_string(value: str | bytes, encoding: str) -> bytes:
     """Encode one DBR_STRING element (at most 39 bytes plus NUL), NUL padded."""
     raw = value.encode(encoding) if isinstance(value, str) else bytes(value)
     if len(raw) >= MAX_STRING_SIZE:
-        raise ValueError(f"string of {len(raw)} bytes is too long for DBR_STRING (at most {MAX_STRING_SIZE - 1} bytes)")
+        raise ValueError(
+            f"string of {len(raw)} bytes is too long for DBR_STRING (at most {MAX_STRING_SIZE - 1} bytes)"
+        )
     return raw.ljust(MAX_STRING_SIZE, b"\0")
 
 
