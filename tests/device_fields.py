@@ -48,10 +48,6 @@ def _mca(name: str, nrois: int = 32) -> dict[str, Any]:
     return out
 
 
-_TRANSFORM = {"Value": "%s", "Input": "INP%s", "Input_Valid": "I%sV", "Expression": "CLC%s", "Output": "OUT%s",
-              "Output_Valid": "O%sV", "Comment": "CMT%s", "Expression_Valid": "C%sV", "Previous_Value": "L%s"}  # fmt: skip
-
-
 def _transform(name: str) -> dict[str, Any]:
     out: dict[str, Any] = {f"{name}.COPT": 0, f"{name}.PREC": 3, f"{name}.RTYP": "transform"}
     for row in "ABCDEFGHIJKLMNOP":
