@@ -48,7 +48,9 @@ for _name, _value in {initial_writes(device)!r}.items():
 
 
 S: dict[str, str] = {}
-S["scaler"] = _prologue("scaler") + """
+S["scaler"] = (
+    _prologue("scaler")
+    + """
 s = devices.Scaler(P + 'scaler1')
 record('names', s.getNames())
 record('read', (s.Read(), s.Read(use_calc=True)))
@@ -69,7 +71,10 @@ try:
 except AttributeError as exc:
     record('immutable', exc)
 """
-S["mca"] = _prologue("mca") + """
+)
+S["mca"] = (
+    _prologue("mca")
+    + """
 m = devices.Mca(P + 'mca', mca=1)
 record('calib', m.get_calib())
 record('energy', m.get_energy()[:6])
@@ -91,7 +96,11 @@ record('sums', (float(r.total), float(r.net), float(r.sum), float(r.get_counts(d
 r.clear()
 record('roi cleared', (back('mca1.R5NM'), back('mca1.R5LO'), back('mca1.R5HI')))
 """
-S["struck"] = _prologue("struck") + _prologue("scaler").replace("import importlib, os, tempfile", "") + """
+)
+S["struck"] = (
+    _prologue("struck")
+    + _prologue("scaler").replace("import importlib, os, tempfile", "")
+    + """
 st = devices.Struck(P + 'SIS1', scaler=P + 'scaler1', nchan=2)
 record('ext', st.ExternalMode(realtime=2.0, prescale=4, countonstart=1))
 record('ext back', [settled('SIS1:' + a, v) for a, v in
@@ -114,7 +123,10 @@ with tempfile.TemporaryDirectory() as tmp:
         record('file', fh.read().replace(P, '<P>'))
 record('count', st.readmca(2, count=5))
 """
-S["srs570"] = _prologue("srs570") + """
+)
+S["srs570"] = (
+    _prologue("srs570")
+    + """
 a = devices.SRS570(P + 'A1')
 names = ('sens_num', 'sens_unit', 'offset_num', 'offset_unit', 'gain_mode', 'filter_type', 'invert_on', 'bias_put',
          'init.PROC')
@@ -139,7 +151,10 @@ a.set_sensitivity(3, 'nA/V')
 a.initialize(bias=0.5, gain_mode=2, filter_type=1, invert=True)
 record('again', state(8, 1, 5, 1, 2, 1, 1, 0.5, 1))
 """
-S["scan"] = _prologue("scan") + """
+)
+S["scan"] = (
+    _prologue("scan")
+    + """
 s = devices.Scan(P + 'scan1')
 record('smsg', back('scan1.SMSG'))
 record('alias', (s.npts, s.get('npts'), s.start))
@@ -175,6 +190,7 @@ try:
 except Exception as exc:
     record('not sscan', exc)
 """
+)
 S["areadetector"] = (
     _prologue("cam")
     + _prologue("image").replace("import importlib, os, tempfile", "")
@@ -218,7 +234,9 @@ f.CaptureOff()
 record('capture off', settled('TIFF1:Capture', 0))
 """
 )
-S["perkinelmer"] = _prologue("pe") + """
+S["perkinelmer"] = (
+    _prologue("pe")
+    + """
 pe = devices.AD_PerkinElmer(P + 'PE1:')
 record('filesaver', pe.filesaver.replace(P, '<P>'))
 pe.setFilePath('/pe/')
@@ -246,7 +264,10 @@ until(lambda: pe.fileGet('Capture_RBV'), 0)
 pe.FinishStreaming(timeout=0.2)
 record('finished', settled('PE1:netCDF1:Capture', 1))
 """
-S["xmap"] = _prologue("xmap") + """
+)
+S["xmap"] = (
+    _prologue("xmap")
+    + """
 x = devices.MultiXMAP(P + 'xmap:', nmca=2)
 record('calib', x.get_calib())
 record('info', x.roi_calib_info())
@@ -275,6 +296,7 @@ with tempfile.TemporaryDirectory() as tmp:
     x.restore_rois(fname)
 record('restored', [back(f'xmap:mca{m}.R{i}{f}') for m in (1, 2) for i in range(3) for f in ('NM', 'LO', 'HI')])
 """
+)
 
 
 @pytest.fixture(scope="module")
