@@ -230,8 +230,12 @@ def test_field_callbacks(repics: Any, rioc: IOCHandle) -> None:
     assert all(kw["motor_field"] == "readback" and kw["tag"] == "rb" for kw in seen)
     assert seen[-1]["pvname"] == rioc.pv("m9.RBV")
     m.clear_callback("readback")
+    # A callback added now runs after the cleared one would have, for each update of RBV:
+    marker: queue.Queue[float] = queue.Queue()
+    m.PV("RBV").add_callback(lambda value=None, **kw: marker.put(value))
     assert m.move(0, wait=True) == 0
-    time.sleep(0.2)  # (nothing to wait for: checking that nothing more arrives)
+    while marker.get(timeout=10) != 0.0:
+        pass
     late = [got.get_nowait()["value"] for _ in range(got.qsize())]
     assert 0.0 not in late
 
@@ -279,6 +283,15 @@ record('tweak', (m.tweak(wait=True), m.RBV, m.tweak('reverse', wait=True), m.RBV
 record('info', m.get_info())
 record('steps', m.make_step_list())
 m.show_info()
+""",
+    "bad-prefixes": """
+for name in ('nomotor', 'notmotor'):
+    try:
+        epics.Motor(P + name, timeout=0.5)
+    except Exception as exc:
+        record(name, exc)
+m = epics.Motor(P + 'm3.VAL')
+record('name', repr(m))
 """,
     "fake-motor": """
 m = epics.Motor(P + 'mtr2')

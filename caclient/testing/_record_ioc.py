@@ -28,9 +28,14 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
+
+# caproto's server waits this long for more monitor updates to batch before sending them; with 0 it
+# sends what it has at once, so that _Ordered's rounds suffice.  (Read when caproto.server is imported.)
+os.environ.setdefault("CAPROTO_SERVER_HIGH_LOAD_TIMEOUT_SEC", "0")
 
 from caproto import (
     ChannelChar,
@@ -51,6 +56,8 @@ __all__ = ["HARD_HIGH", "HARD_LOW", "SimMotor", "build_fields", "channel_for", "
 HARD_HIGH = 200.0
 HARD_LOW = -200.0
 _TICK = 0.02
+# Event-loop rounds a client's write waits so that its monitor updates go out first (see _Ordered).
+_FLUSH_ROUNDS = 50
 
 Hook = Callable[[Any], Awaitable[Any]]
 
@@ -61,7 +68,24 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-class _Hooked:
+class _Ordered:
+    """Mix-in: a client's write completes only after the monitor updates it caused have been sent.
+
+    An IOC posts monitors while it processes a record, before it reports a
+    put complete; caproto's server queues them to other tasks, so the
+    completion can overtake them, and a client reading its monitors right
+    after a put then sees the old values.  Letting the event loop run a
+    number of rounds here (no clock involved) lets those tasks send first.
+    """
+
+    async def write_from_dbr(self, *args: Any, **kwargs: Any) -> Any:
+        result = await super().write_from_dbr(*args, **kwargs)  # type: ignore[misc]
+        for _ in range(_FLUSH_ROUNDS):
+            await asyncio.sleep(0)
+        return result
+
+
+class _Hooked(_Ordered):
     """Mix-in: a channel whose writes go through an async *hook* (value -> value or SkipWrite)."""
 
     hook: Hook | None = None
@@ -85,21 +109,41 @@ class HEnum(_Hooked, ChannelEnum):  # type: ignore[misc]
     """An ENUM channel with a write hook."""
 
 
+class ODouble(_Ordered, ChannelDouble):  # type: ignore[misc]
+    """A DOUBLE channel whose writes complete after their monitor updates."""
+
+
+class OInteger(_Ordered, ChannelInteger):  # type: ignore[misc]
+    """A LONG channel whose writes complete after their monitor updates."""
+
+
+class OEnum(_Ordered, ChannelEnum):  # type: ignore[misc]
+    """An ENUM channel whose writes complete after their monitor updates."""
+
+
+class OString(_Ordered, ChannelString):  # type: ignore[misc]
+    """A STRING channel whose writes complete after their monitor updates."""
+
+
+class OChar(_Ordered, ChannelChar):  # type: ignore[misc]
+    """A CHAR array channel whose writes complete after their monitor updates."""
+
+
 def channel_for(value: Any) -> ChannelData:
     """A channel holding *value*, its type chosen from the value (see the module docstring)."""
     if isinstance(value, dict) and "enum" in value:
         strs = list(value["enum"])
-        return ChannelEnum(value=strs[int(value.get("value", 0))], enum_strings=strs)
+        return OEnum(value=strs[int(value.get("value", 0))], enum_strings=strs)
     if isinstance(value, dict) and "char" in value:
-        return ChannelChar(value=str(value.get("value", "")), max_length=int(value["char"]))
+        return OChar(value=str(value.get("value", "")), max_length=int(value["char"]))
     if isinstance(value, bool) or isinstance(value, int):
-        return ChannelInteger(value=int(value))
+        return OInteger(value=int(value))
     if isinstance(value, float):
-        return ChannelDouble(value=value, precision=4)
+        return ODouble(value=value, precision=4)
     if isinstance(value, str):
-        return ChannelString(value=value)
+        return OString(value=value)
     if isinstance(value, list):
-        return ChannelDouble(value=[float(v) for v in value], max_length=max(1, len(value)))
+        return ODouble(value=[float(v) for v in value], max_length=max(1, len(value)))
     raise ValueError(f"no channel type for {value!r}")
 
 
@@ -127,42 +171,43 @@ class SimMotor:
         self.task: asyncio.Task[None] | None = None
         self.idle = asyncio.Event()
         self.idle.set()
-        f = self.f = {
+        f: dict[str, Any] = {
             "VAL": HDouble(value=0.0, precision=3),
             "DVAL": HDouble(value=0.0, precision=3),
             "RVAL": HInteger(value=0),
-            "RBV": ChannelDouble(value=0.0, precision=3),
-            "DRBV": ChannelDouble(value=0.0, precision=3),
-            "RRBV": ChannelInteger(value=0),
+            "RBV": ODouble(value=0.0, precision=3),
+            "DRBV": ODouble(value=0.0, precision=3),
+            "RRBV": OInteger(value=0),
             "OFF": HDouble(value=0.0, precision=3),
-            "MRES": ChannelDouble(value=0.001, precision=4),
+            "MRES": ODouble(value=0.001, precision=4),
             "HLM": HDouble(value=100.0, precision=3),
             "LLM": HDouble(value=-100.0, precision=3),
             "DHLM": HDouble(value=100.0, precision=3),
             "DLLM": HDouble(value=-100.0, precision=3),
-            "DMOV": ChannelInteger(value=1),
-            "MOVN": ChannelInteger(value=0),
-            "LVIO": ChannelInteger(value=0),
-            "HLS": ChannelInteger(value=0),
-            "LLS": ChannelInteger(value=0),
+            "DMOV": OInteger(value=1),
+            "MOVN": OInteger(value=0),
+            "LVIO": OInteger(value=0),
+            "HLS": OInteger(value=0),
+            "LLS": OInteger(value=0),
             "STOP": HInteger(value=0),
             "SET": HEnum(value="Use", enum_strings=["Use", "Set"]),
             "SPMG": HEnum(value="Go", enum_strings=["Stop", "Pause", "Move", "Go"]),
-            "FOFF": ChannelEnum(value="Variable", enum_strings=["Variable", "Frozen"]),
-            "TWV": ChannelDouble(value=1.0, precision=3),
+            "FOFF": OEnum(value="Variable", enum_strings=["Variable", "Frozen"]),
+            "TWV": ODouble(value=1.0, precision=3),
             "TWF": HInteger(value=0),
             "TWR": HInteger(value=0),
-            "VELO": ChannelDouble(value=50.0, precision=3),
-            "ACCL": ChannelDouble(value=0.1, precision=3),
-            "VBAS": ChannelDouble(value=0.0, precision=3),
-            "BDST": ChannelDouble(value=0.0, precision=3),
-            "PREC": ChannelInteger(value=3),
-            "EGU": ChannelString(value="mm"),
-            "DESC": ChannelString(value=f"sim motor {name}"),
-            "RTYP": ChannelString(value="motor"),
-            "DTYP": ChannelString(value="Soft Channel"),
-            "STAT": ChannelEnum(value="NO_ALARM", enum_strings=["NO_ALARM", "READ", "WRITE", "HIHI"]),
+            "VELO": ODouble(value=50.0, precision=3),
+            "ACCL": ODouble(value=0.1, precision=3),
+            "VBAS": ODouble(value=0.0, precision=3),
+            "BDST": ODouble(value=0.0, precision=3),
+            "PREC": OInteger(value=3),
+            "EGU": OString(value="mm"),
+            "DESC": OString(value=f"sim motor {name}"),
+            "RTYP": OString(value="motor"),
+            "DTYP": OString(value="Soft Channel"),
+            "STAT": OEnum(value="NO_ALARM", enum_strings=["NO_ALARM", "READ", "WRITE", "HIHI"]),
         }
+        self.f = f
         hooks: dict[str, Hook] = {
             "VAL": self._put_user,
             "DVAL": self._put_dial,
@@ -185,7 +230,7 @@ class SimMotor:
         """This motor's PVs (``NAME.FIELD``, ``NAME`` for VAL and ``NAME_able.VAL``)."""
         db: dict[str, ChannelData] = {f"{prefix}{self.name}.{k}": v for k, v in self.f.items()}
         db[f"{prefix}{self.name}"] = self.f["VAL"]
-        able = ChannelInteger(value=0)
+        able = OInteger(value=0)
         db[f"{prefix}{self.name}_able.VAL"] = able
         db[f"{prefix}{self.name}_able"] = able
         return db
