@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import re
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -127,6 +128,7 @@ def test_sg_put_get_block(epics: Any, cioc: IOCHandle) -> None:
 def test_sg_block_waits_for_put_completion(epics: Any, cioc: IOCHandle) -> None:
     ca = epics.ca
     (slow,) = _channels(epics, cioc, "slow")
+    _settle_slow(epics, cioc)
     gid = ca.sg_create()
     try:
         assert ca.sg_put(gid, slow, 1.5) == 1
@@ -141,6 +143,16 @@ def test_sg_block_waits_for_put_completion(epics: Any, cioc: IOCHandle) -> None:
         assert ca.sg_test(gid) == epics.dbr.ECA_IODONE
     finally:
         ca.sg_delete(gid)
+        _settle_slow(epics, cioc)
+
+
+def _settle_slow(epics: Any, cioc: IOCHandle) -> None:
+    """Wait until the 'slow' record's 0.5 s delay is over (a put during it completes at once)."""
+    busy = epics.PV(cioc.pv("slow:delay.PACT"), auto_monitor=False)
+    assert busy.wait_for_connection(5)
+    deadline = time.monotonic() + 10
+    while busy.get():
+        assert time.monotonic() < deadline
 
 
 def test_sg_bad_input(epics: Any, cioc: IOCHandle) -> None:
@@ -204,6 +216,7 @@ record('put', (ca.sg_put(g, ao, 4.25), ca.sg_put(g, wf, [5.0, 6.0])))
 record('block', ca.sg_block(g, 5.0))
 record('test', ca.sg_test(g))
 record('back', (ca.get(ao), ca.get(wf)))
+settle_slow()  # (a put while the record is still busy from an earlier one completes at once)
 record('slow put', ca.sg_put(g, slow, 2.5))
 for t in (lambda: ca.sg_test(g), lambda: ca.sg_block(g, 0.01)):
     try:
