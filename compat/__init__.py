@@ -31,8 +31,10 @@ from .ca import poll
 from .pv import PV, get_pv
 
 if TYPE_CHECKING:
-    from . import device, multiproc
+    from . import alarm, device, motor, multiproc
+    from .alarm import Alarm
     from .device import Device
+    from .motor import Motor
     from .multiproc import CAPool, CAProcess
 
 __version__ = "3.5.10"
@@ -46,14 +48,17 @@ INVALID_ALARM = 3
 _PVmonitors_ = _runtime.monitors
 
 __all__ = [
+    "Alarm",
     "CAPool",
     "CAProcess",
     "INVALID_ALARM",
     "MAJOR_ALARM",
     "MINOR_ALARM",
+    "Motor",
     "NO_ALARM",
     "PV",
     "Device",
+    "alarm",
     "ca",
     "caget",
     "caget_many",
@@ -66,6 +71,7 @@ __all__ = [
     "device",
     "get_pv",
     "install",
+    "motor",
     "multiproc",
     "poll",
     "pv",
@@ -74,9 +80,13 @@ __all__ = [
 ]
 
 
-#: Names loaded on first use: a one-shot caget needs neither devices nor
+#: Names loaded on first use: a one-shot caget needs neither devices, motors nor
 #: multiprocessing (whose import alone costs about 10 ms).
 _LAZY = {
+    "alarm": ("alarm", ""),
+    "Alarm": ("alarm", "Alarm"),
+    "motor": ("motor", ""),
+    "Motor": ("motor", "Motor"),
     "device": ("device", ""),
     "Device": ("device", "Device"),
     "multiproc": ("multiproc", ""),

@@ -149,6 +149,16 @@ from ._ca_io import (
     get_with_metadata as get_with_metadata,
     put as put,
 )
+from ._ca_sg import (
+    _unpack as _unpack,
+    sg_block as sg_block,
+    sg_create as sg_create,
+    sg_delete as sg_delete,
+    sg_get as sg_get,
+    sg_put as sg_put,
+    sg_reset as sg_reset,
+    sg_test as sg_test,
+)
 # isort: on
 
 #: pyepics' switch for libca's preemptive callbacks.  compat's callbacks
@@ -505,6 +515,13 @@ __all__ = [
     "read_access",
     "register_clear_cache",
     "replace_access_rights_event",
+    "sg_block",
+    "sg_create",
+    "sg_delete",
+    "sg_get",
+    "sg_put",
+    "sg_reset",
+    "sg_test",
     "show_cache",
     "state",
     "test_io",
