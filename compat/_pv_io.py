@@ -136,12 +136,19 @@ class PVReadWrite(PVBase):
             metad = self._read(ftype, count, timeout, as_numpy)
             if metad is None:
                 return None
-            if ftype == self.ftype:
-                self._seen_writes = writes
-            args.update(metad)
-            self._charval_dirty = True
-            if with_ctrlvars and form != "ctrl":
-                metad = self._args_copy()
+            if count is not None and count < self.nelm and self._monref is not None:
+                # A cut read of a monitored PV is not its value: keeping it
+                # would hand the next plain get() the first *count* elements.
+                # The PV stays stale, so that get() reads the whole array.
+                if with_ctrlvars and form != "ctrl":
+                    metad = {**self._args_copy(), **metad}
+            else:
+                if ftype == self.ftype:
+                    self._seen_writes = writes
+                args.update(metad)
+                self._charval_dirty = True
+                if with_ctrlvars and form != "ctrl":
+                    metad = self._args_copy()
             val = metad["value"]
         else:
             metad = self._args_copy()

@@ -324,3 +324,20 @@ def test_a_forked_child_builds_its_own_context(epics: Any, cioc: IOCHandle) -> N
     assert epics._runtime.context() is parent_ctx
     assert epics.caget(cioc.pv("longin"), use_monitor=False) == 42
     assert pv.get(use_monitor=False) == 3.5
+
+
+# -- a cut read is not the PV's value ------------------------------------------------------------------
+def test_count_limited_read_after_foreign_write_does_not_become_the_value(epics: Any, cioc: IOCHandle) -> None:
+    # A write through another PV object marks this monitored PV stale, so
+    # get(count=3) reads from the server; the next plain get() must still
+    # give the whole array, not the three elements of that read.
+    name = cioc.prefix + "wf"
+    watcher = epics.PV(name, auto_monitor=True)
+    writer = epics.PV(name, auto_monitor=False)
+    assert watcher.wait_for_connection(timeout=5) and writer.wait_for_connection(timeout=5)
+    full = np.arange(10, dtype=float) + 100.0
+    assert writer.put(full, wait=True, timeout=5) == 1
+    cut = watcher.get(count=3, timeout=5)
+    assert list(cut) == [100.0, 101.0, 102.0]
+    whole = watcher.get(timeout=5)
+    assert len(whole) == 10 and list(whole) == list(full)
