@@ -496,7 +496,7 @@ class _LoopCallbacks:
     def __init__(self, pv: PV, engine: Any) -> None:
         self._pv = pv
         self._engine = engine
-        self._tokens: set[int] = set()
+        self._tokens: dict[int, Callable[..., Any]] = {}
 
     def add_callback(self, func: Callable[..., Any], run: bool = False) -> int:
         """Register *func*; with *run*, also call it now with the current state."""
@@ -507,12 +507,19 @@ class _LoopCallbacks:
             bridge.post(call_user, func, (pv, state), pv.name, bridge)
 
         token: int = self._engine.add_callback(relay, run=run)
-        self._tokens.add(token)
+        self._tokens[token] = func
         return token
 
     def remove_callback(self, token: int) -> None:
-        self._tokens.discard(token)
+        """Remove the callback registered under *token* (unknown tokens are ignored)."""
+        self._tokens.pop(token, None)
         self._engine.remove_callback(token)
+
+    def remove_callback_func(self, func: Callable[..., Any]) -> None:
+        """Remove every registration of *func*."""
+        for token, f in list(self._tokens.items()):
+            if f is func:
+                self.remove_callback(token)
 
     def _detach(self) -> None:
         for token in self._tokens:
