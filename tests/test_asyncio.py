@@ -405,3 +405,16 @@ def test_context_monitor_yields_connection_and_subscription_events(ioc: IOCHandl
             assert not pv.connection_state_callback._tokens
 
     run(main())
+
+
+def test_disconnect_releases_coroutines_waiting_for_a_connection(ioc: IOCHandle) -> None:
+    async def main() -> None:
+        ctx = Context(env=ioc.env)
+        (pv,) = await ctx.get_pvs("asyncio:never:connects")
+        task = asyncio.ensure_future(pv.read(timeout=None))
+        await until(lambda: bool(ctx._connection_waits), 5, "the read to wait for its connection")
+        await ctx.disconnect()
+        with pytest.raises(ContextClosedError):
+            await asyncio.wait_for(task, 5)
+
+    run(main())

@@ -236,6 +236,8 @@ class Context:
         self._pvs: dict[tuple[str, int], PV] = {}
         self._circuit_managers: weakref.WeakKeyDictionary[Circuit, CircuitManager] = weakref.WeakKeyDictionary()
         self._closed = False
+        # Futures of coroutines waiting for a connection: released at disconnect().
+        self._connection_waits: set[asyncio.Future[None]] = set()
 
     # -- introspection -----------------------------------------------------------------
     @property
@@ -376,6 +378,9 @@ class Context:
         if self._closed:
             return
         self._closed = True
+        for future in list(self._connection_waits):
+            if not future.done():
+                future.set_result(None)  # the waiter wakes up, sees the Context closed and raises
         for pv in self._pvs.values():
             pv._detach()
         self._bridge.cancel_tasks()

@@ -215,8 +215,8 @@ class PV:
     async def _connected(self, deadline: float | None, timeout: float | None) -> tuple[Circuit, int]:
         pv = self._engine
         while True:
-            if self.context._closed:
-                raise ContextClosedError(f"{pv.name}: the Context is closed", pv=pv.name)
+            if self.context._closed or self.context._engine._closed:
+                raise ContextClosedError(f"{pv.name}: the Context (or its engine) is closed", pv=pv.name)
             if pv.connected:
                 circuit, sid = pv._circuit, pv._sid
                 if circuit is not None and sid is not None:
@@ -226,6 +226,8 @@ class PV:
             waiter = _LoopWaiter(self._bridge, future)
             pv._wake_if_idle()
             pv._notify_when_connected(waiter)
+            waiting = self.context._connection_waits
+            waiting.add(future)
             try:
                 await _until(future, loop, deadline)
             except _Expired:
@@ -233,6 +235,7 @@ class PV:
                 where = "no server answered the search" if state == "searching" else f"still {state}"
                 raise CATimeoutError(f"{pv.name}: not connected within {timeout}s ({where})", pv=pv.name) from None
             finally:
+                waiting.discard(future)
                 pv._forget_waiter(waiter)
 
     async def go_idle(self) -> None:
