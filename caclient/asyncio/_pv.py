@@ -413,7 +413,12 @@ class PV:
         except asyncio.CancelledError:
             circuit.cancel_io(ioid)  # the late reply will be dropped
             raise
-        result = _outcome(done, convert)
+        try:
+            result = _outcome(done, convert)
+        except CAError as exc:
+            if callback is not None:
+                call_user(callback, (exc,), pv.name, bridge)
+            raise
         if callback is not None:
             call_user(callback, (result,), pv.name, bridge)
         return result
