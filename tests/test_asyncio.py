@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from asyncio_support import run, until
+from asyncio_support import _restore_written_values, run, until  # noqa: F401  (an autouse fixture)
 
 from caclient import CATimeoutError, ChannelType, ContextClosedError
 from caclient.asyncio import Context, ReadResponse, Subscription
