@@ -65,12 +65,29 @@ def canon(value: Any) -> Any:
     return ("object", type(value).__name__, repr(value))
 
 
+_TIMES = ("timestamp", "raw_stamp", "datetime")
+
+
+def _without_times(kept: Any) -> Any:
+    if isinstance(kept, tuple) and len(kept) == 4 and kept[0] == "augmented":
+        return (*kept[:3], {k: v for k, v in kept[3].items() if k not in _TIMES})
+    if isinstance(kept, list):
+        return [_without_times(v) for v in kept]
+    if isinstance(kept, tuple) and not (kept and kept[0] in ("CANothing", "exception")):
+        return tuple(_without_times(v) for v in kept)
+    return kept
+
+
 def execute(code: str, aioca: Any, prefix: str) -> dict[str, Any]:
     """Run one scenario in a fresh event loop; return its records, output, warnings and final exception."""
     records: list[tuple[str, Any]] = []
 
-    def record(label: str, value: Any) -> None:
-        records.append((label, canon(value)))
+    def record(label: str, value: Any, times: bool = True) -> None:
+        """Keep *value* under *label*; ``times=False`` leaves out its time stamp (for written records)."""
+        kept = canon(value)
+        if not times:
+            kept = _without_times(kept)
+        records.append((label, kept))
 
     env: dict[str, Any] = {"aioca": aioca, "P": prefix, "record": record, "np": np, "asyncio": asyncio, "time": time}
     source = "async def __scenario__():\n" + textwrap.indent(code.strip("\n") or "pass", "    ") + "\n"

@@ -21,12 +21,15 @@ from ._channels import REGISTRY, Channel, engine_read, engine_write, get_channel
 from ._constants import (
     CS_CONN,
     DBF_NO_ACCESS,
+    DBR_STRING,
     ECA_BADCOUNT,
+    ECA_BADSTR,
     ECA_DISCONN,
     ECA_NORDACCESS,
     ECA_NOWTACCESS,
     ECA_TIMEOUT,
     FORMAT_RAW,
+    MAX_STRING_SIZE,
 )
 from ._convert import plan_read, plan_write
 from ._values import CAException, CANothing
@@ -233,6 +236,8 @@ async def _caput(name: str, value: Any, datatype: Any, wait: bool) -> CANothing:
         raise CAException(ECA_NOWTACCESS, function)
     if count > element_count:
         raise CAException(ECA_BADCOUNT, function)
+    if dbrcode == DBR_STRING and any(len(s) >= MAX_STRING_SIZE for s in data):
+        raise CAException(ECA_BADSTR, function)  # (no room for the terminating NUL)
     await engine_write(channel, dbrcode, data, wait)
     return CANothing(name)
 

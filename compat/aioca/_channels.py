@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import socket
 import threading
 from collections.abc import Callable
@@ -32,9 +31,6 @@ from ._constants import CS_CLOSED, CS_CONN, CS_NEVER_CONN, CS_PREV_CONN
 
 if TYPE_CHECKING:
     from ._monitor import Subscription
-
-#: Timeout handed to the engine when the caller's own deadline governs (seconds; "forever").
-FOREVER = 1e9
 
 
 def running_loop(what: str) -> asyncio.AbstractEventLoop:
@@ -71,8 +67,7 @@ class Channel:
         self._starter = self._loop.create_task(self._start())
 
     async def _start(self) -> None:
-        ctx = await self._cache.context()
-        pv = await _get_pv(ctx, self.name, self._on_state_any_thread)
+        pv = await _get_pv(self._cache.context(), self.name, self._on_state_any_thread)
         self.pv = pv
         if _is_connected(pv) and self._state != CS_CONN:
             self._on_state(pv, "connected")
@@ -175,23 +170,11 @@ class ChannelCache:
         self.loop = loop
         self._channels: dict[str, Channel] = {}
         self._context: Any = None
-        self._context_made: asyncio.Future[Any] | None = None
 
-    async def context(self) -> Any:
-        """This loop's caclient.asyncio Context, made on first use."""
+    def context(self) -> Any:
+        """This loop's caclient.asyncio Context (over an engine of its own), made on first use."""
         if self._context is None:
-            if self._context_made is None:
-                self._context_made = self.loop.create_future()
-                try:
-                    ctx = await _new_context()
-                except BaseException as exc:
-                    self._context_made.set_exception(exc)
-                    self._context_made = None
-                    raise
-                self._context = ctx
-                self._context_made.set_result(ctx)
-            else:
-                return await asyncio.shield(self._context_made)
+            self._context = _new_context()
         return self._context
 
     def get_channel(self, name: str) -> Channel:
@@ -209,7 +192,6 @@ class ChannelCache:
             channel.purge()
         self._channels.clear()
         ctx, self._context = self._context, None
-        self._context_made = None
         if ctx is not None:
             _close_context(ctx)
 
@@ -260,10 +242,12 @@ def get_channel(name: str, what: str = "caget()") -> Channel:
 
 
 # -- the engine adapter: every use of caclient.asyncio's API is below --------------------------------
-async def _new_context() -> Any:
+def _new_context() -> Any:
+    # The engine is this cache's own, so that purging can close it at once, from sync code.
+    from caclient import Context as Engine
     from caclient.asyncio import Context
 
-    return Context()
+    return Context(engine=Engine(), timeout=None)
 
 
 async def _get_pv(ctx: Any, name: str, on_state: Callable[[Any, str], None]) -> Any:
@@ -276,8 +260,7 @@ def _is_connected(pv: Any) -> bool:
 
 
 def _native(pv: Any) -> tuple[int, int]:
-    holder = getattr(pv, "channel", None) or pv
-    return int(holder.native_data_type), int(holder.native_data_count)
+    return int(pv.native_data_type), int(pv.native_data_count)
 
 
 def _access(pv: Any) -> tuple[bool, bool]:
@@ -286,16 +269,12 @@ def _access(pv: Any) -> tuple[bool, bool]:
 
 
 def _address(pv: Any) -> tuple[str, int] | None:
-    address = getattr(pv, "server_address", None)
-    if address is None:
-        circuit = getattr(pv, "circuit_manager", None)
-        address = getattr(getattr(circuit, "circuit", circuit), "address", None)
+    address = pv.server_address
     return None if address is None else (str(address[0]), int(address[1]))
 
 
 def _close_context(ctx: Any) -> None:
-    with contextlib.suppress(Exception):
-        ctx.close()
+    ctx.engine.close()
 
 
 def _map_engine_error(name: str, exc: BaseException, denied: int, function: str) -> BaseException:
@@ -323,7 +302,7 @@ async def engine_read(channel: Channel, dbrcode: int, count: int) -> Any:
     from ._constants import ECA_NORDACCESS
 
     try:
-        return await channel.pv.read(data_type=dbrcode, data_count=count, timeout=FOREVER)
+        return await channel.pv.read(data_type=dbrcode, data_count=count, timeout=None)
     except CAError as exc:
         raise _map_engine_error(channel.name, exc, ECA_NORDACCESS, "ca_array_get_callback") from exc
 
@@ -336,7 +315,7 @@ async def engine_write(channel: Channel, dbrcode: int, data: Any, wait: bool) ->
 
     function = "ca_array_put_callback" if wait else "ca_array_put"
     try:
-        await channel.pv.write(data, wait=wait, data_type=dbrcode, timeout=FOREVER)
+        await channel.pv.write(data, wait=wait, data_type=dbrcode, timeout=None)
     except CAError as exc:
         raise _map_engine_error(channel.name, exc, ECA_NOWTACCESS, function) from exc
 

@@ -22,6 +22,9 @@ DBR_CHAR = 4
 DBR_LONG = 5
 DBR_DOUBLE = 6
 
+#: Bytes in a DBR_STRING element, its terminating NUL included.
+MAX_STRING_SIZE = 40
+
 #: Offsets from a plain type to its TIME and CTRL forms.
 TIME_OFFSET = 14
 CTRL_OFFSET = 28
@@ -88,6 +91,7 @@ ECA_BADTYPE = 114
 ECA_GETFAIL = 152
 ECA_PUTFAIL = 160
 ECA_BADCOUNT = 176
+ECA_BADSTR = 186
 ECA_DISCONN = 192
 ECA_NORDACCESS = 368
 ECA_NOWTACCESS = 376

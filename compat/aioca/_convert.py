@@ -328,7 +328,6 @@ def plan_write(name: str, native: int, datatype: Any, value: Any) -> tuple[int, 
             strings = np.empty(texts.shape, _DTYPES[DBR_STRING])
             for i, text in enumerate(texts):
                 strings[i] = text.encode("UTF-8")
-        # A 40-byte element has no room for its NUL: the server keeps 39 bytes of it.
-        return DBR_STRING, [bytes(s)[:39] for s in strings], len(strings)
+        return DBR_STRING, [bytes(s) for s in strings], len(strings)
     data = _require(value, _DTYPES[datatype])
     return int(datatype), data, len(data)

@@ -1,0 +1,345 @@
+"""Differential tests: the same coroutine through real aioca and through compat.aioca.
+
+Each scenario below runs once in real aioca (a child process, see
+``aioca_oracle.py``) and once in compat.aioca in this process, against the
+same EPICS C IOC.  Values with their exact types, augmented attributes,
+``CANothing`` contents, exceptions, callback arguments and what is printed
+must be identical.  Scenarios in ``DELIBERATE`` are the documented
+differences (``docs/aioca.rst``): for those the test asserts that the
+results *do* differ, so the list stays true.
+
+Scenarios write before they read anything writable; time stamps are kept
+only for records nobody writes (``record(..., times=False)`` drops them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aioca_oracle import execute
+from aioca_support import aioca_ioc, point_at, run_aioca
+from compat_support import differences
+
+import compat.aioca
+from caclient.testing import IOCHandle
+
+FORMATS = "(aioca.FORMAT_RAW, aioca.FORMAT_TIME, aioca.FORMAT_CTRL)"
+S: dict[str, str] = {}
+
+# -- caget: record types x formats x datatypes ---------------------------------------------------------
+for name in ("ai", "bi", "longin", "stringin", "mbbi", "calc", "big", "alarm", "ro", "nostr", "longout", "noprec"):
+    S[f"caget-{name}"] = f"""
+for fmt in {FORMATS}:
+    for dt in (None, str, float, int, bytes, aioca.DBR_STRING, aioca.DBR_SHORT, aioca.DBR_FLOAT, aioca.DBR_ENUM,
+               aioca.DBR_CHAR, aioca.DBR_LONG, aioca.DBR_DOUBLE, aioca.DBR_ENUM_STR, np.int16, np.uint8):
+        record((fmt, str(dt)), await aioca.caget(P + '{name}', datatype=dt, format=fmt))
+record('stsack', await aioca.caget(P + '{name}', datatype=aioca.DBR_STSACK_STRING))
+record('class', await aioca.caget(P + '{name}', datatype=aioca.DBR_CLASS_NAME, format=aioca.FORMAT_CTRL))
+"""
+
+ARRAYS = {
+    "wf": "[1.5, 2.5, 3.25]",
+    "shortwf": "[1, -2, 3]",
+    "longwf": "np.array([10, 20, 30, 40], dtype=np.int32)",
+    "floatwf": "[1.1, 2.2]",
+    "ucharwf": "[200, 3, 0, 7]",
+    "strwf": "['a', 'bb', 'ccc']",
+    "chwf": "np.frombuffer(b'hello there', dtype=np.uint8)",
+}
+for name, value in ARRAYS.items():
+    S[f"caget-array-{name}"] = f"""
+record('put', await aioca.caput(P + '{name}', {value}, wait=True))
+for fmt in {FORMATS}:
+    for count in (0, -1, 2, 1):
+        record((fmt, count), await aioca.caget(P + '{name}', format=fmt, count=count), times=False)
+for dt in (str, float, int, aioca.DBR_CHAR_STR, aioca.DBR_CHAR_BYTES, aioca.DBR_CHAR_UNICODE, np.float32):
+    record(str(dt), await aioca.caget(P + '{name}', datatype=dt), times=False)
+"""
+
+S["caget-text"] = """
+text = 'a string longer than forty characters, ' * 2
+record('put lstr', await aioca.caput(P + 'lstr.VAL$', text, datatype=aioca.DBR_CHAR_STR, wait=True))
+record('lstr', await aioca.caget(P + 'lstr.VAL$', format=aioca.FORMAT_TIME), times=False)
+record('lstr raw', await aioca.caget(P + 'lstr.VAL'), times=False)
+record('lstr chars', await aioca.caget(P + 'lstr.VAL$', datatype=aioca.DBR_CHAR))
+record('put', await aioca.caput(P + 'chwf', 'text as chars', datatype=aioca.DBR_CHAR_STR, wait=True))
+for dt in (aioca.DBR_CHAR_STR, aioca.DBR_CHAR_BYTES, aioca.DBR_CHAR_UNICODE, None):
+    record(str(dt), await aioca.caget(P + 'chwf', datatype=dt))
+record('put empty', await aioca.caput(P + 'emptywf', [], wait=True))
+record('empty', await aioca.caget(P + 'emptywf', format=aioca.FORMAT_CTRL))
+record('empty strings', await aioca.caget(P + 'emptystr', format=aioca.FORMAT_TIME))
+"""
+
+S["caget-enums"] = """
+record('put', await aioca.caput(P + 'mbbo', 'three', wait=True))
+for dt in (None, aioca.DBR_ENUM_STR, str, int, aioca.DBR_STRING):
+    for fmt in (aioca.FORMAT_RAW, aioca.FORMAT_CTRL):
+        record((str(dt), fmt), await aioca.caget(P + 'mbbo', datatype=dt, format=fmt), times=False)
+record('num', await aioca.caput(P + 'mbbo', 1, wait=True))
+record('back', await aioca.caget(P + 'mbbo', datatype=aioca.DBR_ENUM_STR))
+"""
+
+S["caget-lists"] = """
+names = [P + 'ai', P + 'stringin', P + 'mbbi', P + 'longin']
+record('list', await aioca.caget(names))
+record('tuple', await aioca.caget(tuple(names), format=aioca.FORMAT_TIME))
+record('ctrl', await aioca.caget(names, format=aioca.FORMAT_CTRL, datatype=float))
+record('empty', await aioca.caget([]))
+"""
+
+S["caget-bad-datatype"] = """
+for kw in ({'datatype': complex}, {'datatype': 'nonsense'}, {'datatype': 14}, {'datatype': aioca.DBR_PUT_ACKT},
+           {'format': 7}, {'datatype': object}):
+    try:
+        record(str(kw), await aioca.caget(P + 'ai', **kw))
+    except Exception as exc:
+        record(str(kw), exc)
+    record(str(kw) + ' nothrow', await aioca.caget(P + 'ai', throw=False, **kw))
+"""
+
+# -- timeouts and failures ------------------------------------------------------------------------------
+S["timeouts"] = """
+record('nothrow', await aioca.caget(P + 'nope', timeout=0.3, throw=False))
+try:
+    await aioca.caget(P + 'nope', timeout=0.3)
+except aioca.CANothing as exc:
+    record('raised', exc)
+    record('cause', type(exc.__cause__).__name__)
+record('deadline', await aioca.caget(P + 'nope', timeout=(time.time() + 0.3,), throw=False))
+record('past deadline', await aioca.caget(P + 'nope', timeout=(time.time() - 1,), throw=False))
+record('none', await aioca.caget(P + 'ai', timeout=None))
+record('list nothrow', await aioca.caget([P + 'nope', P + 'ai'], timeout=0.3, throw=False))
+try:
+    await aioca.caget([P + 'ai', P + 'nope'], timeout=0.3)
+except aioca.CANothing as exc:
+    record('list raised', exc)
+record('put', await aioca.caput(P + 'nope', 1, timeout=0.3, throw=False))
+record('connect', await aioca.connect(P + 'nope', timeout=0.3, throw=False))
+record('cainfo', await aioca.cainfo(P + 'nope', timeout=0.3, throw=False))
+record('slow', await aioca.caput(P + 'slow', 2, wait=True, timeout=0.05, throw=False))
+"""
+
+S["put-failures"] = """
+async def attempt(label, *args, **kw):
+    try:
+        record(label, await aioca.caput(*args, **kw))
+    except Exception as exc:
+        record(label, exc)
+    try:
+        record(label + ' nothrow', await aioca.caput(*args, throw=False, **kw))
+    except Exception as exc:
+        record(label + ' nothrow raised', exc)
+await attempt('ro', P + 'ro', 3)
+await attempt('ro wait', P + 'ro', 3, wait=True)
+await attempt('badcount', P + 'ao', [1, 2])
+await attempt('object', P + 'ao', object())
+await attempt('2d', P + 'wf', [[1, 2], [3, 4]])
+await attempt('not a number', P + 'ao', 'abc', datatype=float)
+await attempt('putfail', P + 'ao', 'abc', wait=True)
+await attempt('bad enum', P + 'mbbo', 'seven', wait=True)
+await attempt('overflow', P + 'shortwf', [70000])
+await attempt('bad datatype', P + 'ao', 1, datatype=complex)
+await attempt('chars bytes', P + 'chwf', b'xyz', datatype=aioca.DBR_CHAR_STR)
+await attempt('list mismatch', [P + 'ao', P + 'lo'], [1, 2, 3])
+await attempt('long str', P + 'stringout', 'x' * 45, wait=True)
+await attempt('40 chars', P + 'stringout', 'y' * 40)
+await attempt('39 chars', P + 'stringout', 'z' * 39, wait=True)
+record('back', await aioca.caget(P + 'stringout'))
+await attempt('lstr as string', P + 'lstr.VAL', 'a string longer than forty characters ' * 2, wait=True)
+"""
+
+S["puts"] = """
+record('scalar', await aioca.caput(P + 'ao', 4.5))
+record('wait', await aioca.caput(P + 'ao', 5.5, wait=True))
+record('back', await aioca.caget(P + 'ao'))
+record('str to number', await aioca.caput(P + 'ao', '6.25', wait=True))
+record('back2', await aioca.caget(P + 'ao'))
+record('int', await aioca.caput(P + 'lo', 12.7, wait=True))
+record('back3', await aioca.caget(P + 'lo'))
+record('list', await aioca.caput([P + 'ao', P + 'lo'], [1.25, 3], wait=True))
+record('repeat', await aioca.caput([P + 'ao', P + 'lo'], 7, wait=True))
+record('repeat list', await aioca.caput([P + 'wf', P + 'floatwf'], [1, 2], repeat_value=True, wait=True))
+record('back5', await aioca.caget([P + 'ao', P + 'lo', P + 'wf', P + 'floatwf']))
+record('strings', await aioca.caput([P + 'stringout', P + 'str'], 'same', wait=True))
+record('back6', await aioca.caget([P + 'stringout', P + 'str']))
+record('unicode', await aioca.caput(P + 'stringout', 'caf\\u00e9', wait=True))
+record('back7', await aioca.caget(P + 'stringout'))
+record('lstr', await aioca.caput(P + 'lstr.VAL$', 'a string longer than forty characters ' * 2,
+                                 datatype=aioca.DBR_CHAR_STR, wait=True))
+record('back8', await aioca.caget(P + 'lstr.VAL$'), times=False)
+record('ackt', await aioca.caput(P + 'ao', 0, datatype=aioca.DBR_PUT_ACKT, wait=True))
+record('acks', await aioca.caput(P + 'ao', 2, datatype=aioca.DBR_PUT_ACKS, wait=True))
+record('stsack', await aioca.caget(P + 'ao', datatype=aioca.DBR_STSACK_STRING))
+record('empty', await aioca.caput(P + 'emptywf', [], wait=True))
+record('typed', await aioca.caput(P + 'wf', [1.5, 2.5], datatype=np.int16, wait=True))
+record('back9', await aioca.caget(P + 'wf'), times=False)
+"""
+
+# -- connect, cainfo, channel infos ------------------------------------------------------------------
+S["connect-cainfo"] = """
+record('connect', await aioca.connect(P + 'ai'))
+record('connect list', await aioca.connect([P + 'ai', P + 'bi']))
+record('connect nowait', await aioca.connect(P + 'longin', wait=False))
+record('connect tuple', await aioca.connect((P + 'nope', P + 'ai'), timeout=0.3, throw=False))
+info = await aioca.cainfo(P + 'ai')
+record('info', str(info))
+record('attrs', (info.ok, info.name, info.state, info.host, info.read, info.write, info.count, info.datatype))
+record('ro', str(await aioca.cainfo(P + 'ro')))
+record('wf', str(await aioca.cainfo(P + 'wf')))
+record('nowait', str(await aioca.cainfo(P + 'nope2', wait=False)))
+record('list', [str(i) for i in await aioca.cainfo([P + 'ai', P + 'strwf', P + 'mbbi'])])
+record('strings', (aioca.CAInfo.state_strings, aioca.CAInfo.datatype_strings))
+record('channels', [(c.name, c.connected, c.subscriber_count) for c in aioca.get_channel_infos()])
+"""
+
+S["constants"] = """
+record('all', sorted(aioca.__all__))
+record('version', aioca.__version__)
+record('values', [getattr(aioca, n) for n in sorted(aioca.__all__) if n.isupper() or n.startswith('FORMAT')])
+record('extra', aioca.ca_extra_fields)
+n = aioca.CANothing('pv')
+record('nothing', (n, repr(n), str(n), bool(n), n.ok, n.errorcode, n.name, n.args))
+f = aioca.CANothing('pv', 80)
+record('failure', (f, repr(f), str(f), bool(f), f.ok, f.args, isinstance(f, Exception)))
+record('disconn', str(aioca.CANothing('x', 192)))
+"""
+
+# -- camonitor -------------------------------------------------------------------------------------------
+S["monitor-first"] = """
+for fmt in (aioca.FORMAT_RAW, aioca.FORMAT_TIME, aioca.FORMAT_CTRL):
+    got = asyncio.Queue()
+    sub = aioca.camonitor(P + 'ai', got.put_nowait, format=fmt)
+    record(('first', fmt), await asyncio.wait_for(got.get(), 5))
+    record(('state', fmt), (sub.state, sub.name, sub.dropped_callbacks, sub.all_updates, sub.notify_disconnect))
+    sub.close()
+    record(('closed', fmt), sub.state)
+got = asyncio.Queue()
+subs = aioca.camonitor([P + 'stringin', P + 'mbbi', P + 'longin'], lambda v, i: got.put_nowait((v, i)))
+seen = sorted([await asyncio.wait_for(got.get(), 5) for _ in range(3)], key=lambda vi: vi[1])
+record('list', seen)
+record('list types', [type(s).__name__ for s in subs])
+record('infos', sorted((c.name, c.connected, c.subscriber_count) for c in aioca.get_channel_infos()))
+for s in subs:
+    s.close()
+record('after close', sorted((c.name, c.subscriber_count) for c in aioca.get_channel_infos()))
+"""
+
+S["monitor-updates"] = """
+await aioca.caput(P + 'cb', 0.5, wait=True)
+got = asyncio.Queue()
+async def cb(v):
+    await got.put(v)
+sub = aioca.camonitor(P + 'cb', cb, format=aioca.FORMAT_TIME, datatype=float)
+record('first', await asyncio.wait_for(got.get(), 5), times=False)
+for x in (1.5, 2.5, 3.5):
+    await aioca.caput(P + 'cb', x, wait=True)
+    record(('update', x), await asyncio.wait_for(got.get(), 5), times=False)
+sub.close()
+await aioca.caput(P + 'cb', 9, wait=True)
+await asyncio.sleep(0.2)
+record('after close', got.qsize())
+strs = asyncio.Queue()
+sub = aioca.camonitor(P + 'cb', strs.put_nowait, datatype=str, all_updates=True, events=aioca.DBE_VALUE)
+record('str first', await asyncio.wait_for(strs.get(), 5))
+await aioca.caput(P + 'cb', 4.25, wait=True)
+record('str update', await asyncio.wait_for(strs.get(), 5))
+sub.close()
+"""
+
+S["monitor-raises"] = """
+await aioca.caput(P + 'cb', 0, wait=True)
+got = []
+second = asyncio.Event()
+async def cb(v):
+    got.append(float(v))
+    if len(got) == 1:
+        await aioca.caput(P + 'cb', 11, wait=True)
+    elif len(got) == 2:
+        second.set()
+        raise RuntimeError('callback failed')
+sub = aioca.camonitor(P + 'cb', cb)
+await asyncio.wait_for(second.wait(), 5)
+await aioca.caput(P + 'cb', 12, wait=True)
+await asyncio.sleep(0.3)
+record('state', sub.state)
+record('got', len(got))
+def plain(v):
+    raise ValueError('plain failed')
+sub2 = aioca.camonitor(P + 'ai', plain)
+for _ in range(50):
+    if sub2.state == sub2.CLOSED:
+        break
+    await asyncio.sleep(0.05)
+record('plain state', sub2.state)
+"""
+
+S["monitor-connect-timeout"] = """
+got = asyncio.Queue()
+sub = aioca.camonitor(P + 'nope', got.put_nowait, connect_timeout=0.2)
+record('timeout', await asyncio.wait_for(got.get(), 5))
+record('state', sub.state)
+sub.close()
+sub = aioca.camonitor(P + 'nope', got.put_nowait, connect_timeout=(time.time() + 0.2,), notify_disconnect=True)
+record('deadline', await asyncio.wait_for(got.get(), 5))
+sub.close()
+"""
+
+S["monitor-merging"] = """
+await aioca.caput(P + 'cb', 0, wait=True)
+hold = asyncio.Event()
+values = []
+async def slow(v):
+    values.append(float(v))
+    if len(values) == 1:
+        await hold.wait()
+sub = aioca.camonitor(P + 'cb', slow)
+while not values:
+    await asyncio.sleep(0.02)
+for x in range(20, 26):
+    await aioca.caput(P + 'cb', x, wait=True)
+await asyncio.sleep(0.3)
+hold.set()
+for _ in range(100):
+    if values[-1] == 25.0:
+        break
+    await asyncio.sleep(0.02)
+record('values', values[1:])
+record('dropped', sub.dropped_callbacks)
+record('pending', len(sub.pending_values))
+sub.close()
+"""
+
+DELIBERATE: dict[str, str] = {}
+
+_ours_ignore_stderr_tail = ("Traceback",)
+
+
+@pytest.fixture(scope="module")
+def aioca_results(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return run_aioca(aioca_ioc(request.config), S)
+
+
+def _normalise(result: dict[str, Any]) -> dict[str, Any]:
+    out = dict(result)
+    out.pop("elapsed", None)
+    # Tracebacks name different files; keep the lines aioca itself prints, and the exception.
+    lines = result["stderr"].splitlines()
+    out["stderr"] = [ln for ln in lines if ln.startswith("Subscription ") or ln.endswith(("failed", "Error"))]
+    return out
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("scenario", sorted(S))
+def test_same_as_aioca(
+    scenario: str, aioca_results: dict[str, Any], request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ioc: IOCHandle = aioca_ioc(request.config)
+    point_at(ioc, monkeypatch)
+    theirs = _normalise(aioca_results[scenario])
+    ours = _normalise(execute(S[scenario], compat.aioca, ioc.prefix))
+    diff = differences(theirs, ours, "aioca vs compat.aioca")
+    if scenario in DELIBERATE:
+        assert diff, f"{scenario} is listed as a deliberate difference but compat.aioca now matches aioca"
+    else:
+        assert not diff, "\n".join(diff)
