@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aioca_oracle import execute
 from aioca_support import aioca_ioc, point_at, run_aioca
-from compat_support import differences
+from compat_support import differences, restored
 
 import compat.aioca
 from caclient.testing import IOCHandle
@@ -343,3 +343,60 @@ def test_same_as_aioca(
         assert diff, f"{scenario} is listed as a deliberate difference but compat.aioca now matches aioca"
     else:
         assert not diff, "\n".join(diff)
+
+
+# -- the same against caproto's pure-Python server ----------------------------------------------------
+CAPROTO: dict[str, str] = {
+    "scalars": f"""
+for name, value in (('ao', 1.25), ('long', 12), ('str', 'text'), ('enum', 'two')):
+    record(name + ' put', await aioca.caput(P + name, value, wait=True))
+for name in ('ai', 'ao', 'long', 'str', 'enum', 'ro'):
+    for fmt in {FORMATS}:
+        for dt in (None, str, float, aioca.DBR_ENUM_STR):
+            record((name, fmt, str(dt)), await aioca.caget(P + name, format=fmt, datatype=dt), times=False)
+""",
+    "arrays": f"""
+record('wf put', await aioca.caput(P + 'wf', [1.5, 2.5, 3.5], wait=True))
+record('chwf put', await aioca.caput(P + 'chwf', 'caproto', datatype=aioca.DBR_CHAR_STR, wait=True))
+for name in ('wf', 'chwf'):
+    for fmt in {FORMATS}:
+        for count in (0, -1, 2):
+            record((name, fmt, count), await aioca.caget(P + name, format=fmt, count=count), times=False)
+record('chars', await aioca.caget(P + 'chwf', datatype=aioca.DBR_CHAR_STR))
+""",
+    "failures-and-info": """
+record('ro', await aioca.caput(P + 'ro', 2.0, wait=True, throw=False))
+record('badcount', await aioca.caput(P + 'ao', [1, 2], throw=False))
+record('slow', await aioca.caput(P + 'slow', 1.0, wait=True, timeout=10))
+record('info', [str(i) for i in await aioca.cainfo([P + 'ai', P + 'wf', P + 'ro', P + 'enum'])])
+record('unknown', await aioca.caget(P + 'nope', timeout=0.3, throw=False))
+""",
+    "monitor": """
+await aioca.caput(P + 'ao', 0.5, wait=True)
+got = asyncio.Queue()
+sub = aioca.camonitor(P + 'ao', got.put_nowait, format=aioca.FORMAT_CTRL)
+record('first', await asyncio.wait_for(got.get(), 5), times=False)
+await aioca.caput(P + 'ao', 2.5, wait=True)
+record('update', await asyncio.wait_for(got.get(), 5), times=False)
+sub.close()
+""",
+}
+
+
+@pytest.fixture(scope="module")
+def aioca_caproto_results(caproto_ioc: IOCHandle) -> dict[str, Any]:
+    with restored(caproto_ioc):
+        return run_aioca(caproto_ioc, CAPROTO)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("scenario", sorted(CAPROTO))
+def test_same_as_aioca_on_caproto_server(
+    scenario: str, caproto_ioc: IOCHandle, aioca_caproto_results: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_at(caproto_ioc, monkeypatch)
+    with restored(caproto_ioc):
+        ours = _normalise(execute(CAPROTO[scenario], compat.aioca, caproto_ioc.prefix))
+    theirs = _normalise(aioca_caproto_results[scenario])
+    diff = differences(theirs, ours, "aioca vs compat.aioca")
+    assert not diff, "\n".join(diff)
