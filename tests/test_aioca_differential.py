@@ -71,6 +71,20 @@ record('empty', await aioca.caget(P + 'emptywf', format=aioca.FORMAT_CTRL))
 record('empty strings', await aioca.caget(P + 'emptystr', format=aioca.FORMAT_TIME))
 """
 
+S["caget-raw-strings"] = """
+record('put', await aioca.caput(P + 'str', b'caf\\xc3\\xa9 \\xff', wait=True))
+for dt in (None, str, bytes, aioca.DBR_STRING):
+    try:
+        record(str(dt), await aioca.caget(P + 'str', datatype=dt))
+    except Exception as exc:
+        record(str(dt), exc)
+record('array put', await aioca.caput(P + 'strwf', [b'\\xe2\\x82\\xac', b'ok'], wait=True))
+for dt in (None, str, bytes):
+    for fmt in (aioca.FORMAT_RAW, aioca.FORMAT_CTRL):
+        record((str(dt), fmt), await aioca.caget(P + 'strwf', datatype=dt, format=fmt), times=False)
+record('stsack', await aioca.caget(P + 'str', datatype=aioca.DBR_STSACK_STRING))
+"""
+
 S["caget-enums"] = """
 record('put', await aioca.caput(P + 'mbbo', 'three', wait=True))
 for dt in (None, aioca.DBR_ENUM_STR, str, int, aioca.DBR_STRING):

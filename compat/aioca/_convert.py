@@ -150,18 +150,20 @@ def plan_read(name: str, native: int, element_count: int, datatype: Any, format:
     field = _field_of(dbrcode)
     value_of: Callable[[Any], Any]
     if field == DBR_CHAR and datatype in CHAR_AS_TEXT:
-        value_of = _CHAR_TEXT[datatype]
+        value_of = _data(_CHAR_TEXT[datatype])
     elif field == DBR_STRING:
         if isinstance(datatype, type) and issubclass(datatype, bytes):
-            value_of = _bytes_scalar if element_count == 1 else _bytes_array
+            value_of = _raw_strings(dbrcode, _bytes_scalar if element_count == 1 else _bytes_array)
+        elif isinstance(datatype, type) and issubclass(datatype, str):
+            value_of = _raw_strings(dbrcode, _strict_scalar if element_count == 1 else _strict_array)
         else:
-            value_of = _str_scalar if element_count == 1 else _str_array
+            value_of = _data(_str_scalar if element_count == 1 else _str_array)
     else:
-        value_of = _numeric_scalar(field) if element_count == 1 else _numeric_array(field)
+        value_of = _data(_numeric_scalar(field) if element_count == 1 else _numeric_array(field))
     extras = _EXTRAS.get(dbrcode, _no_extras)
 
     def convert(response: Any) -> Any:
-        value: Any = value_of(response.data)
+        value: Any = value_of(response)
         extras(value, response.metadata)
         value.name = name
         value.ok = True
@@ -196,12 +198,41 @@ _CHAR_TEXT: dict[int, Callable[[Any], Any]] = {
 }
 
 
+def _data(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A converter of the response's decoded ``.data``."""
+    return lambda response: convert(response.data)
+
+
+#: Bytes of metadata before the strings, in the DBR types that carry strings.
+_STRING_OFFSETS = {DBR_STRING: 0, DBR_TIME_STRING: 12, DBR_STSACK_STRING: 8, DBR_CLASS_NAME: 0}
+
+
+def _raw_strings(dbrcode: int, convert: Callable[[list[bytes]], Any]) -> Callable[[Any], Any]:
+    """A converter of the response's strings as the server sent them (bytes up to each NUL)."""
+    offset = _STRING_OFFSETS[dbrcode]
+
+    def raw(response: Any) -> Any:
+        payload = bytes(response)
+        ends = range(offset, offset + 40 * response.data_count, 40)
+        return convert([payload[i : i + 40].split(b"\0", 1)[0] for i in ends])
+
+    return raw
+
+
 def _str_scalar(data: Any) -> ca_str:
     return ca_str(data[0] if len(data) else "")
 
 
-def _bytes_scalar(data: Any) -> ca_bytes:
-    return ca_bytes(data[0].encode("utf-8") if len(data) else b"")
+def _bytes_scalar(items: list[bytes]) -> ca_bytes:
+    return ca_bytes(items[0] if items else b"")
+
+
+def _strict_scalar(items: list[bytes]) -> ca_str:
+    return ca_str(items[0].decode("utf-8") if items else "")
+
+
+def _strict_array(items: list[bytes]) -> ca_array:
+    return _text_array([s.decode("utf-8") for s in items], "U")
 
 
 def _text_array(items: list[Any], kind: str) -> ca_array:
@@ -217,8 +248,8 @@ def _str_array(data: Any) -> ca_array:
     return _text_array(list(data), "U")
 
 
-def _bytes_array(data: Any) -> ca_array:
-    return _text_array([s.encode("utf-8") for s in data], "S")
+def _bytes_array(items: list[bytes]) -> ca_array:
+    return _text_array(items, "S")
 
 
 def _numeric_scalar(field: int) -> Callable[[Any], Any]:
