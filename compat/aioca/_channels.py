@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -320,9 +321,17 @@ async def engine_write(channel: Channel, dbrcode: int, data: Any, wait: bool) ->
         raise _map_engine_error(channel.name, exc, ECA_NOWTACCESS, function) from exc
 
 
-def engine_subscribe(channel: Channel, dbrcode: int, count: int, mask: int, callback: Callable[[Any], None]) -> Any:
-    """Subscribe to updates as *dbrcode*; *callback(response)* runs on the loop for each one."""
+def engine_subscribe(
+    channel: Channel, dbrcode: int, count: int, mask: int, all_updates: bool, callback: Callable[[Any], None]
+) -> Any:
+    """Subscribe to updates as *dbrcode*; *callback(response)* runs on the loop for each one.
+
+    With *all_updates* the asyncio subscription's inbox is unbounded, as
+    aioca's queue is: no update is dropped however far the loop falls behind.
+    """
     sub = channel.pv.subscribe(data_type=dbrcode, data_count=count, mask=mask)
+    if all_updates:
+        sub.queue_size = sys.maxsize
     token = sub.add_callback(lambda _sub, response: callback(response))
     return sub, token
 

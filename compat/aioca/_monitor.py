@@ -188,7 +188,12 @@ class Subscription:
             plan = plan_read(self.name, native, element_count, datatype, format)
             convert = plan.convert
             self._engine = engine_subscribe(
-                self.channel, plan.dbrcode, count, events, lambda response: self._on_response(convert, response)
+                self.channel,
+                plan.dbrcode,
+                count,
+                events,
+                self.all_updates,
+                lambda response: self._on_response(convert, response),
             )
             while not self._is_sync:
                 if not self.pending_values:
