@@ -78,8 +78,11 @@ def _without_times(kept: Any) -> Any:
     return kept
 
 
-def execute(code: str, aioca: Any, prefix: str) -> dict[str, Any]:
-    """Run one scenario in a fresh event loop; return its records, output, warnings and final exception."""
+def execute(code: str, aioca: Any, prefix: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run one scenario in a fresh event loop; return its records, output, warnings and final exception.
+
+    *extra* adds names (helpers such as ``stop_ioc``) to the scenario's namespace.
+    """
     records: list[tuple[str, Any]] = []
 
     def record(label: str, value: Any, times: bool = True) -> None:
@@ -90,6 +93,7 @@ def execute(code: str, aioca: Any, prefix: str) -> dict[str, Any]:
         records.append((label, kept))
 
     env: dict[str, Any] = {"aioca": aioca, "P": prefix, "record": record, "np": np, "asyncio": asyncio, "time": time}
+    env.update(extra or {})
     source = "async def __scenario__():\n" + textwrap.indent(code.strip("\n") or "pass", "    ") + "\n"
     exec(compile(source, "<scenario>", "exec"), env)
 
@@ -119,12 +123,41 @@ def execute(code: str, aioca: Any, prefix: str) -> dict[str, Any]:
     }
 
 
+def restart_helpers(ioc: Any) -> dict[str, Any]:
+    """``stop_ioc()`` and ``start_ioc()`` coroutines for a scenario: stop *ioc*, start it again on its port."""
+    port = ioc.port
+
+    async def stop_ioc() -> None:
+        await asyncio.get_running_loop().run_in_executor(None, ioc.stop)
+
+    async def start_ioc() -> None:
+        await asyncio.get_running_loop().run_in_executor(None, lambda: ioc.start(port=port))
+
+    return {"stop_ioc": stop_ioc, "start_ioc": start_ioc}
+
+
+def with_own_ioc(job: dict[str, Any]) -> dict[str, Any]:
+    """Run *job*'s scenarios in aioca against an EPICS C IOC of this process (which they may restart)."""
+    import os
+
+    from caclient.testing import EpicsIOC
+
+    with EpicsIOC() as ioc:
+        os.environ.update(ioc.env)  # (before libca's context exists: it reads them once)
+        import aioca
+
+        return {key: execute(code, aioca, ioc.prefix, restart_helpers(ioc)) for key, code in job["scenarios"].items()}
+
+
 def main(argv: list[str]) -> int:
     with open(argv[1], "rb") as fh:
         job = pickle.load(fh)
-    import aioca
+    if job.get("own_ioc"):
+        results = with_own_ioc(job)
+    else:
+        import aioca
 
-    results = {key: execute(code, aioca, job["prefix"]) for key, code in job["scenarios"].items()}
+        results = {key: execute(code, aioca, job["prefix"]) for key, code in job["scenarios"].items()}
     with open(argv[2], "wb") as fh:
         pickle.dump(results, fh)
     sys.stdout.flush()

@@ -43,14 +43,20 @@ def aioca_ioc(config: pytest.Config) -> IOCHandle:
         return _ioc
 
 
-def run_aioca(ioc: IOCHandle, scenarios: dict[str, str], timeout: float = 300.0) -> dict[str, Any]:
-    """Run every scenario through real aioca in one child process (with *ioc*'s environment)."""
+def run_aioca(ioc: IOCHandle | None, scenarios: dict[str, str], timeout: float = 300.0) -> dict[str, Any]:
+    """Run every scenario through real aioca in one child process.
+
+    With an *ioc*, against it (with its environment); with None, against an
+    EPICS C IOC the child starts itself, which the scenarios may stop and
+    start again (``stop_ioc()``, ``start_ioc()``).
+    """
     with tempfile.TemporaryDirectory(prefix="aioca-oracle-") as tmp:
         job, out = os.path.join(tmp, "in.pickle"), os.path.join(tmp, "out.pickle")
         with open(job, "wb") as fh:
-            pickle.dump({"prefix": ioc.prefix, "scenarios": scenarios}, fh)
-        env = ioc.env
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
+            pickle.dump({"prefix": ioc.prefix if ioc else "", "scenarios": scenarios, "own_ioc": ioc is None}, fh)
+        env = ioc.env if ioc else dict(os.environ)
+        path = (str(HERE), str(HERE.parent), env.get("PYTHONPATH", ""))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)
         proc = subprocess.run(
             [sys.executable, str(ORACLE), job, out], env=env, capture_output=True, text=True, timeout=timeout
         )

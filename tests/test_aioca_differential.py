@@ -17,12 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aioca_oracle import execute
+from aioca_oracle import execute, restart_helpers
 from aioca_support import aioca_ioc, point_at, run_aioca
 from compat_support import differences, restored
 
 import compat.aioca
-from caclient.testing import IOCHandle
+from caclient.testing import EpicsIOC, IOCHandle
 
 FORMATS = "(aioca.FORMAT_RAW, aioca.FORMAT_TIME, aioca.FORMAT_CTRL)"
 S: dict[str, str] = {}
@@ -414,3 +414,52 @@ def test_same_as_aioca_on_caproto_server(
     theirs = _normalise(aioca_caproto_results[scenario])
     diff = differences(theirs, ours, "aioca vs compat.aioca")
     assert not diff, "\n".join(diff)
+
+
+# -- an IOC restart with monitors open (each side restarts an IOC of its own) ---------------------------
+RESTART: dict[str, str] = {
+    "notify-disconnect": """
+told = asyncio.Queue()
+quiet = asyncio.Queue()
+sub = aioca.camonitor(P + 'ai', told.put_nowait, notify_disconnect=True, format=aioca.FORMAT_TIME)
+other = aioca.camonitor(P + 'ai', quiet.put_nowait)
+record('first', await asyncio.wait_for(told.get(), 10), times=False)
+record('quiet first', await asyncio.wait_for(quiet.get(), 10))
+await stop_ioc()
+record('lost', await asyncio.wait_for(told.get(), 30))
+record('info', str(await aioca.cainfo(P + 'ai', wait=False)))
+record('during', await aioca.caget(P + 'ai', timeout=0.2, throw=False))
+record('channels', [(c.name, c.connected, c.subscriber_count) for c in aioca.get_channel_infos()])
+await start_ioc()
+record('back', await asyncio.wait_for(told.get(), 60), times=False)
+record('quiet back', await asyncio.wait_for(quiet.get(), 10))
+record('nothing else', (told.qsize(), quiet.qsize()))
+record('read', await aioca.caget(P + 'ai', format=aioca.FORMAT_CTRL))
+record('states', (sub.state, other.state, sub.dropped_callbacks))
+sub.close()
+other.close()
+""",
+}
+
+
+@pytest.mark.timeout(240)
+def test_same_as_aioca_across_an_ioc_restart(monkeypatch: pytest.MonkeyPatch) -> None:
+    theirs = _normalise(run_aioca(None, RESTART)["notify-disconnect"])
+    ioc = EpicsIOC()
+    ioc.start()
+    try:
+        point_at(ioc, monkeypatch)
+        ours = _normalise(execute(RESTART["notify-disconnect"], compat.aioca, ioc.prefix, restart_helpers(ioc)))
+    finally:
+        ioc.stop()
+    # The prefixes differ (each side has its own IOC): compare with the prefix taken out.
+    diff = differences(_unprefixed(theirs), _unprefixed(ours), "aioca vs compat.aioca")
+    assert not diff, "\n".join(diff)
+    assert theirs["records"][2][1][0] == "CANothing"  # the restart did happen
+
+
+def _unprefixed(result: dict[str, Any]) -> Any:
+    import re
+
+    pickled = repr(result)
+    return re.sub(r"[A-Z]\d+:", "P:", re.sub(r"localhost:\d+", "localhost:PORT", pickled))
