@@ -280,7 +280,7 @@ def _close_context(ctx: Any) -> None:
 
 def _map_engine_error(name: str, exc: BaseException, denied: int, function: str) -> BaseException:
     """The aioca error for a caclient error: CANothing with the ECA code, or CAException."""
-    from caclient import AccessDeniedError, CATimeoutError, DisconnectedError, RemoteError
+    from caclient import AccessDeniedError, CATimeoutError, ContextClosedError, DisconnectedError, RemoteError
 
     from ._constants import ECA_DISCONN, ECA_TIMEOUT
     from ._values import CAException, CANothing
@@ -291,8 +291,8 @@ def _map_engine_error(name: str, exc: BaseException, denied: int, function: str)
         return CANothing(name, exc.status)
     if isinstance(exc, CATimeoutError):
         return CANothing(name, ECA_TIMEOUT)
-    if isinstance(exc, DisconnectedError):
-        return CANothing(name, ECA_DISCONN)
+    if isinstance(exc, (DisconnectedError, ContextClosedError)):
+        return CANothing(name, ECA_DISCONN)  # (closed: the channels were purged meanwhile)
     return exc
 
 

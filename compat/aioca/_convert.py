@@ -160,11 +160,12 @@ def plan_read(name: str, native: int, element_count: int, datatype: Any, format:
             value_of = _data(_str_scalar if element_count == 1 else _str_array)
     else:
         value_of = _data(_numeric_scalar(field) if element_count == 1 else _numeric_array(field))
-    extras = _EXTRAS.get(dbrcode, _no_extras)
+    extras = _EXTRAS.get(dbrcode)
 
     def convert(response: Any) -> Any:
         value: Any = value_of(response)
-        extras(value, response.metadata)
+        if extras is not None:
+            extras(value, response.metadata)
         value.name = name
         value.ok = True
         value.element_count = element_count
@@ -272,10 +273,6 @@ def _numeric_array(field: int) -> Callable[[Any], Any]:
 
 
 # -- augmented attributes by DBR code --------------------------------------------------------------
-def _no_extras(value: Any, md: Any) -> None:
-    pass
-
-
 def _alarm(value: Any, md: Any) -> None:
     value.status = md.status
     value.severity = md.severity
