@@ -94,9 +94,7 @@ class Circuit:
         self._connected_some = False  # channels connected in the chunk being parsed
         config = context.config
         # A claimed payload beyond this is a protocol error, never an allocation.
-        self._max_payload = (
-            _MAX_PAYLOAD if config.auto_array_bytes else min(_MAX_PAYLOAD, config.max_array_bytes + 64)
-        )
+        self._max_payload = _MAX_PAYLOAD if config.auto_array_bytes else min(_MAX_PAYLOAD, config.max_array_bytes + 64)
         host, port = address
         self.thread = IOThread(target=self._run, name=f"caclient-circuit[{host}:{port},{priority}]", daemon=True)
 

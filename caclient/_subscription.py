@@ -90,9 +90,7 @@ class Subscription(Registry):
         "__weakref__",
     )
 
-    def __init__(
-        self, pv: PV, data_type: Any, data_count: int | None, mask: int, all_updates: bool = True
-    ) -> None:
+    def __init__(self, pv: PV, data_type: Any, data_count: int | None, mask: int, all_updates: bool = True) -> None:
         super().__init__()
         self.pv = pv
         self.data_type = data_type

@@ -358,3 +358,63 @@ def test_bridge_after_the_loop_closed_drops_silently() -> None:
     loop.close()
     bridge.post(print, "never")
     assert not bridge._inbox
+
+
+# ---------------------------------------------------------------- sharing a broadcaster, Context.monitor
+def test_contexts_sharing_a_broadcaster_share_one_engine(ioc: IOCHandle) -> None:
+    from caclient.asyncio import SharedBroadcaster
+
+    async def main() -> None:
+        shared = SharedBroadcaster(env=ioc.env)
+        a = Context(broadcaster=shared)
+        b = Context(broadcaster=a.broadcaster)
+        (pa,) = await a.get_pvs(ioc.pv("ai"))
+        (pb,) = await b.get_pvs(ioc.pv("ai"))
+        assert pa is not pb and pa.engine_pv is pb.engine_pv
+        await pa.read()
+        await a.disconnect()
+        assert (await pb.read()).data.shape == (1,)  # the shared engine stays open
+        assert len(b.broadcaster.time_since_last_heard()) == 1
+        await b.disconnect()
+        assert not shared.engine._closed
+        await shared.disconnect()
+        assert shared.engine._closed
+        await shared.disconnect()  # idempotent
+
+    run(main())
+
+
+def test_context_monitor_yields_connection_and_subscription_events(ioc: IOCHandle) -> None:
+    async def main() -> None:
+        async with Context(env=ioc.env, timeout=10) as ctx:
+            kinds: set[str] = set()
+            updates = 0
+            monitor = ctx.monitor(ioc.pv("counter"), ioc.pv("ai"))
+            async for event, source, data in monitor:
+                kinds.add(event)
+                if event == "connection":
+                    assert data == "connected" and source.name in (ioc.pv("counter"), ioc.pv("ai"))
+                else:
+                    assert isinstance(data, ReadResponse) and data.metadata.timestamp > 0
+                    updates += 1
+                if updates >= 4 and kinds == {"connection", "subscription"}:
+                    break
+            await monitor.aclose()
+            (pv,) = await ctx.get_pvs(ioc.pv("counter"))
+            assert not pv.subscribe(data_type="time")._callbacks
+            assert not pv.connection_state_callback._tokens
+
+    run(main())
+
+
+def test_disconnect_releases_coroutines_waiting_for_a_connection(ioc: IOCHandle) -> None:
+    async def main() -> None:
+        ctx = Context(env=ioc.env)
+        (pv,) = await ctx.get_pvs("asyncio:never:connects")
+        task = asyncio.ensure_future(pv.read(timeout=None))
+        await until(lambda: bool(ctx._connection_waits), 5, "the read to wait for its connection")
+        await ctx.disconnect()
+        with pytest.raises(ContextClosedError):
+            await asyncio.wait_for(task, 5)
+
+    run(main())

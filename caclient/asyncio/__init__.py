@@ -23,13 +23,12 @@ from .._errors import (
     RemoteError,
 )
 from .._response import ReadResponse, WriteResponse
-from ._context import Broadcaster, CircuitManager, Context
+from ._context import CircuitManager, Context, SharedBroadcaster, VirtualCircuitManager
 from ._pv import PV, PV_DEFAULT_TIMEOUT
 from ._subscription import Subscription, SubscriptionIterator
 
 __all__ = [
     "AccessDeniedError",
-    "Broadcaster",
     "CAError",
     "CATimeoutError",
     "CircuitManager",
@@ -40,7 +39,9 @@ __all__ = [
     "PV_DEFAULT_TIMEOUT",
     "ReadResponse",
     "RemoteError",
+    "SharedBroadcaster",
     "Subscription",
     "SubscriptionIterator",
+    "VirtualCircuitManager",
     "WriteResponse",
 ]

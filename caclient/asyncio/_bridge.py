@@ -10,9 +10,18 @@ deque and, only when no drain is already scheduled, makes the single
 So a burst of completions costs one loop wake-up, not one per message; a
 post never blocks and never runs user code.
 
-The drain runs on the loop.  It takes at most ``BATCH`` items per pass and
-reschedules itself (with plain ``call_soon``) for the rest, so a flood of
-updates never holds the loop for long: other tasks run between passes.
+The drain runs on the loop.  It stops after ``BATCH`` items or ``PASS_TIME``
+seconds, whichever comes first, and reschedules itself (with plain
+``call_soon``) for the rest, so a flood of updates never holds the loop for
+long: timers and other tasks run between passes.
+
+Flow control: ``backlog`` counts the monitor updates waiting in the
+subscriptions' inboxes (not yet on the loop) and ``held`` those waiting in
+iterator queues and coroutine backlogs (on the loop).  Past ``high_water``
+subscriptions keep only their newest waiting updates (see
+:mod:`caclient.asyncio._subscription`), so memory stays bounded when the loop
+cannot keep up.  ``lock`` (a leaf lock) guards ``backlog`` and the inboxes of
+every subscription of the Context; ``held`` is touched on the loop only.
 
 Ordering argument (no lock): ``_scheduled`` is cleared by the drain *before*
 it pops anything.  A producer appends first and reads the flag second.  If it
@@ -33,14 +42,20 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger("caclient.asyncio")
 
-#: Items one drain pass handles before it yields to the loop.
+#: At most this many items, and about this many seconds, per drain pass.
 BATCH = 512
+PASS_TIME = 0.005
+
+#: Waiting monitor updates per Context past which subscriptions coalesce.
+HIGH_WATER = 20_000
 
 
 class LoopBridge:
@@ -52,12 +67,16 @@ class LoopBridge:
         The loop that runs the posted functions.
     """
 
-    __slots__ = ("loop", "_inbox", "_scheduled", "posted", "wakeups", "_tasks")
+    __slots__ = ("loop", "_inbox", "_scheduled", "posted", "wakeups", "_tasks", "lock", "backlog", "held", "high_water")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._inbox: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._scheduled = False
+        self.lock = threading.Lock()
+        self.backlog = 0
+        self.held = 0
+        self.high_water = HIGH_WATER
         #: Items posted and loop wake-ups made (statistics; approximate).
         self.posted = 0
         self.wakeups = 0
@@ -79,12 +98,15 @@ class LoopBridge:
         # Loop thread.
         self._scheduled = False
         inbox = self._inbox
+        stop = time.monotonic() + PASS_TIME
         for _ in range(min(len(inbox), BATCH)):
             fn, args = inbox.popleft()
             try:
                 fn(*args)
             except Exception:
                 log.exception("caclient.asyncio: internal error in %r", fn)
+            if time.monotonic() > stop:
+                break
         if inbox and not self._scheduled:
             self._scheduled = True
             self.loop.call_soon(self._drain)
@@ -131,4 +153,5 @@ def call_user(func: Callable[..., Any], args: tuple[Any, ...], what: str, bridge
 
 
 async def _await(awaitable: Any) -> Any:
+    """A coroutine awaiting *awaitable* (any awaitable can then become a task)."""
     return await awaitable

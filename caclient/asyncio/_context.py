@@ -8,13 +8,14 @@ threads do all the socket I/O, searching, reconnecting and resubscribing;
 this layer only turns their completions into futures and loop callbacks,
 through one :class:`~caclient.asyncio._bridge.LoopBridge` per Context.
 
-Which engine: by default a Context makes and owns a fresh engine, closed by
-:meth:`Context.disconnect` (as caproto's asyncio Context makes a fresh
-broadcaster).  ``Context(engine=ctx)`` uses an existing threaded
-``caclient.Context`` instead — shared with threads and with asyncio Contexts
-on other loops — and never closes it.  ``Context(broadcaster=other.broadcaster)``
-shares another asyncio Context's engine the same way (caproto's "several
-Contexts sharing one SharedBroadcaster").
+Which engine: an engine is held by a :class:`SharedBroadcaster` (caproto's
+name for what several Contexts share).  By default a Context makes its own
+broadcaster, with a fresh engine, and closes it in :meth:`Context.disconnect`
+(as caproto's asyncio Context makes a fresh broadcaster).
+``Context(broadcaster=b)`` shares *b* (another Context's ``.broadcaster``, or
+a ``SharedBroadcaster()``) and leaves it open.  ``Context(engine=ctx)`` wraps
+an existing threaded ``caclient.Context`` — shared with threads and with
+asyncio Contexts on other loops — which is never closed by this layer.
 
 Threads: every public method runs on the Context's loop.  Closing an owned
 engine joins its threads, so it runs on a short-lived helper thread
@@ -27,7 +28,7 @@ import asyncio
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from .._circuit import Circuit
@@ -43,32 +44,89 @@ _NO_LOOP = (
 )
 
 
-class Broadcaster:
-    """Searching and server health, as caproto's ``SharedBroadcaster`` offers them.
+class SharedBroadcaster:
+    """An engine shared by asyncio Contexts: searching and server health, as caproto's ``SharedBroadcaster``.
 
-    Obtained as :attr:`Context.broadcaster`.
+    ``Context()`` makes one for itself (and closes it with the Context);
+    ``Context(broadcaster=SharedBroadcaster())`` or
+    ``Context(broadcaster=other.broadcaster)`` shares one between Contexts,
+    on one loop or several.  It wraps a threaded :class:`caclient.Context`
+    (the engine), made here unless *engine* is given.
+
+    Parameters
+    ----------
+    registration_retry_time : float
+        Accepted for caproto; the engine registers with the repeater itself.
+    engine : caclient.Context, optional
+        Use this threaded Context (never closed here) instead of making one.
+    timeout, host_name, client_name, max_workers, env, encoding
+        For the engine made here (see :class:`caclient.Context`).
     """
 
-    def __init__(self, context: Context) -> None:
-        self._context = context
+    def __init__(
+        self,
+        *,
+        registration_retry_time: float = 10.0,
+        engine: EngineContext | None = None,
+        timeout: float | None = 2.0,
+        host_name: str | None = None,
+        client_name: str | None = None,
+        max_workers: int = 1,
+        env: Mapping[str, str] | None = None,
+        encoding: str = "utf-8",
+    ) -> None:
+        self._owns_engine = engine is None
+        if engine is None:
+            engine = EngineContext(
+                timeout=2.0 if timeout is None else timeout,
+                host_name=host_name,
+                client_name=client_name,
+                max_workers=max_workers,
+                env=env,
+                encoding=encoding,
+            )
+        self.engine = engine
+
+    def __repr__(self) -> str:
+        return f"<SharedBroadcaster engine={self.engine!r}>"
 
     @property
-    def engine(self) -> EngineContext:
-        return self._context._engine
-
-    @property
-    def results(self) -> Broadcaster:
+    def results(self) -> SharedBroadcaster:
         """This object again: caproto's asyncio client has ``cancel`` at ``broadcaster.results.cancel``."""
         return self
 
     def cancel(self, *names: str) -> None:
-        """Stop searching for *names* (for every Context sharing this engine)."""
+        """Stop searching for *names* (for every Context sharing this broadcaster)."""
         self.engine.broadcaster.cancel(*names)
 
     def time_since_last_heard(self) -> dict[tuple[str, int], float]:
         """Map each connected server's ``(host, port)`` to seconds since it last sent anything."""
         now = time.monotonic()
         return {c.address: now - c.last_heard for c in self.engine.circuits if c.ready}
+
+    async def disconnect(self) -> None:
+        """Close the engine if this broadcaster made it (idempotent; never blocks the loop).
+
+        Closing joins the engine's threads, so it runs on a short-lived helper
+        thread (``caclient-asyncio-close``) that this coroutine awaits.
+        """
+        if not self._owns_engine or self.engine._closed:
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        engine = self.engine
+
+        def close() -> None:
+            try:
+                engine.close()
+            finally:
+                try:
+                    loop.call_soon_threadsafe(_set_done, done)
+                except RuntimeError:
+                    pass  # the loop is gone; nobody waits
+
+        threading.Thread(target=close, name="caclient-asyncio-close", daemon=True).start()
+        await asyncio.shield(done)
 
 
 class CircuitManager:
@@ -105,6 +163,10 @@ class CircuitManager:
         self.circuit.events_on()
 
 
+#: caproto's name for the object behind ``pv.circuit_manager``.
+VirtualCircuitManager = CircuitManager
+
+
 class Context:
     """A Channel Access client for coroutines (caproto's asyncio ``Context`` API).
 
@@ -112,8 +174,9 @@ class Context:
 
     Parameters
     ----------
-    broadcaster : Broadcaster, optional
-        Another asyncio Context's :attr:`broadcaster`: share its engine.
+    broadcaster : SharedBroadcaster, optional
+        Share this engine (e.g. another Context's :attr:`broadcaster`); by
+        default the Context makes its own and closes it when it closes.
     timeout : float or None
         Default timeout of every operation, in seconds (None: never).
     host_name, client_name : str, optional
@@ -136,7 +199,7 @@ class Context:
 
     def __init__(
         self,
-        broadcaster: Broadcaster | None = None,
+        broadcaster: SharedBroadcaster | None = None,
         *,
         timeout: float | None = 2.0,
         host_name: str | None = None,
@@ -151,28 +214,30 @@ class Context:
         except RuntimeError:
             raise RuntimeError(_NO_LOOP) from None
         if broadcaster is not None:
-            if not isinstance(broadcaster, Broadcaster):
-                raise TypeError("broadcaster must be another caclient.asyncio Context's .broadcaster, or None")
+            if not isinstance(broadcaster, SharedBroadcaster):
+                raise TypeError("broadcaster must be a caclient.asyncio SharedBroadcaster (or another Context's)")
             if engine is not None and engine is not broadcaster.engine:
                 raise ValueError("pass either engine= or broadcaster=, not two different engines")
-            engine = broadcaster.engine
-        self._owns_engine = engine is None
-        if engine is None:
-            engine = EngineContext(
-                timeout=2.0 if timeout is None else timeout,
+        self._owns_broadcaster = broadcaster is None
+        if broadcaster is None:
+            broadcaster = SharedBroadcaster(
+                engine=engine,
+                timeout=timeout,
                 host_name=host_name,
                 client_name=client_name,
                 max_workers=max_workers,
                 env=env,
                 encoding=encoding,
             )
-        self._engine = engine
+        self.broadcaster = broadcaster
+        self._engine = broadcaster.engine
         self.timeout = timeout
         self._bridge = LoopBridge(loop)
         self._pvs: dict[tuple[str, int], PV] = {}
         self._circuit_managers: weakref.WeakKeyDictionary[Circuit, CircuitManager] = weakref.WeakKeyDictionary()
         self._closed = False
-        self.broadcaster = Broadcaster(self)
+        # Futures of coroutines waiting for a connection: released at disconnect().
+        self._connection_waits: set[asyncio.Future[None]] = set()
 
     # -- introspection -----------------------------------------------------------------
     @property
@@ -266,36 +331,61 @@ class Context:
             out.append(pv)
         return out
 
+    async def monitor(self, *pv_names: str, context: Any = None, data_type: Any = "time") -> AsyncIterator[Any]:
+        """Monitor *pv_names*, yielding events as they happen (caproto's ``Context.monitor``).
+
+        Yields ``('connection', pv, 'connected' | 'disconnected')`` and
+        ``('subscription', sub, response)``.  Leaving the ``async for``
+        removes the callbacks it added.
+
+        Parameters
+        ----------
+        *pv_names : str
+        context : None
+            Accepted for caproto; unused.
+        data_type : str
+            The subscriptions' data type (default ``'time'``).
+        """
+        queue: asyncio.Queue[tuple[str, Any, Any]] = asyncio.Queue()
+
+        def on_update(sub: Any, response: Any) -> None:
+            queue.put_nowait(("subscription", sub, response))
+
+        def on_state(pv: Any, state: str) -> None:
+            queue.put_nowait(("connection", pv, state))
+
+        pvs = await self.get_pvs(*pv_names, connection_state_callback=on_state)
+        added = []
+        for pv in pvs:
+            sub = pv.subscribe(data_type=data_type)
+            added.append((pv, sub, sub.add_callback(on_update)))
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            for pv, sub, token in added:
+                await sub.remove_callback(token)
+                pv.connection_state_callback.remove_callback_func(on_state)
+
     # -- closing ---------------------------------------------------------------------------
     async def disconnect(self) -> None:
-        """Stop every subscription and callback of this Context; close its engine if it owns one.
+        """Stop every subscription and callback of this Context; close its broadcaster if it made it.
 
-        Idempotent.  Awaiting it never blocks the loop: the engine's threads
-        are joined on a helper thread.
+        Idempotent.  Awaiting it never blocks the loop (see
+        :meth:`SharedBroadcaster.disconnect`).  A shared broadcaster (and
+        an engine passed as ``engine=``) stays open.
         """
         if self._closed:
             return
         self._closed = True
+        for future in list(self._connection_waits):
+            if not future.done():
+                future.set_result(None)  # the waiter wakes up, sees the Context closed and raises
         for pv in self._pvs.values():
             pv._detach()
         self._bridge.cancel_tasks()
-        if not self._owns_engine:
-            return
-        loop = self._bridge.loop
-        done: asyncio.Future[None] = loop.create_future()
-        engine = self._engine
-
-        def close() -> None:
-            try:
-                engine.close()
-            finally:
-                try:
-                    loop.call_soon_threadsafe(_set_done, done)
-                except RuntimeError:
-                    pass  # the loop is gone; nobody waits
-
-        threading.Thread(target=close, name="caclient-asyncio-close", daemon=True).start()
-        await asyncio.shield(done)
+        if self._owns_broadcaster:
+            await self.broadcaster.disconnect()
 
     async def close(self) -> None:
         """The same as :meth:`disconnect`."""

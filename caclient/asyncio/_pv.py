@@ -215,8 +215,8 @@ class PV:
     async def _connected(self, deadline: float | None, timeout: float | None) -> tuple[Circuit, int]:
         pv = self._engine
         while True:
-            if self.context._closed:
-                raise ContextClosedError(f"{pv.name}: the Context is closed", pv=pv.name)
+            if self.context._closed or self.context._engine._closed:
+                raise ContextClosedError(f"{pv.name}: the Context (or its engine) is closed", pv=pv.name)
             if pv.connected:
                 circuit, sid = pv._circuit, pv._sid
                 if circuit is not None and sid is not None:
@@ -226,6 +226,8 @@ class PV:
             waiter = _LoopWaiter(self._bridge, future)
             pv._wake_if_idle()
             pv._notify_when_connected(waiter)
+            waiting = self.context._connection_waits
+            waiting.add(future)
             try:
                 await _until(future, loop, deadline)
             except _Expired:
@@ -233,6 +235,7 @@ class PV:
                 where = "no server answered the search" if state == "searching" else f"still {state}"
                 raise CATimeoutError(f"{pv.name}: not connected within {timeout}s ({where})", pv=pv.name) from None
             finally:
+                waiting.discard(future)
                 pv._forget_waiter(waiter)
 
     async def go_idle(self) -> None:
@@ -496,7 +499,7 @@ class _LoopCallbacks:
     def __init__(self, pv: PV, engine: Any) -> None:
         self._pv = pv
         self._engine = engine
-        self._tokens: set[int] = set()
+        self._tokens: dict[int, Callable[..., Any]] = {}
 
     def add_callback(self, func: Callable[..., Any], run: bool = False) -> int:
         """Register *func*; with *run*, also call it now with the current state."""
@@ -507,12 +510,19 @@ class _LoopCallbacks:
             bridge.post(call_user, func, (pv, state), pv.name, bridge)
 
         token: int = self._engine.add_callback(relay, run=run)
-        self._tokens.add(token)
+        self._tokens[token] = func
         return token
 
     def remove_callback(self, token: int) -> None:
-        self._tokens.discard(token)
+        """Remove the callback registered under *token* (unknown tokens are ignored)."""
+        self._tokens.pop(token, None)
         self._engine.remove_callback(token)
+
+    def remove_callback_func(self, func: Callable[..., Any]) -> None:
+        """Remove every registration of *func*."""
+        for token, f in list(self._tokens.items()):
+            if f is func:
+                self.remove_callback(token)
 
     def _detach(self) -> None:
         for token in self._tokens:

@@ -22,18 +22,21 @@ Bounds (the engine's coalescing rule: the newest value is never lost): the
 inbox, each iterator's queue and the coroutine backlog each hold at most
 ``queue_size`` responses; past that the oldest is dropped and counted in
 :attr:`Subscription.dropped` (inbox and coroutine backlog) or
-:attr:`SubscriptionIterator.dropped`.
+:attr:`SubscriptionIterator.dropped`.  While the Context as a whole has more
+than the bridge's ``high_water`` updates waiting, a subscription that already
+has an update waiting replaces the oldest instead of adding one, so memory
+stays bounded however many subscriptions there are.
 
-Threads and locks: ``_lock`` (a leaf lock) guards ``_inbox``, ``_queued`` and
-``dropped`` between the worker and the loop.  Everything else is touched on
-the loop thread only.
+Threads and locks: the bridge's ``lock`` (one leaf lock per Context) guards
+``_inbox``, ``_queued`` and ``dropped`` between the worker and the loop.
+Everything else is touched on the loop thread only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -42,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from .._callbacks import positional_arity
 from .._response import ReadResponse
 from .._subscription import Subscription as EngineSubscription
-from ._bridge import call_user, is_coroutine_function
+from ._bridge import _await, call_user, is_coroutine_function
 
 if TYPE_CHECKING:
     from ._pv import PV
@@ -50,7 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("caclient.asyncio")
 
 #: Default bound of each per-subscription and per-iterator queue.
-QUEUE_SIZE = 1000
+QUEUE_SIZE = 100
 
 
 class _Callback:
@@ -95,8 +98,11 @@ class Subscription:
         self.pv = pv
         self._engine = engine
         self._bridge = pv.context._bridge
-        self._lock = threading.Lock()
+        self._lock = self._bridge.lock
         self._callbacks: dict[int, _Callback] = {}
+        # Rebuilt on every change (loop thread): what _deliver needs per update.
+        self._plain: tuple[tuple[Callable[..., Any], bool], ...] = ()  # (func, takes sub too)
+        self._has_coro = False
         self._next_token = 0
         self._iterators: weakref.WeakSet[SubscriptionIterator] = weakref.WeakSet()
         self._engine_token: int | None = None
@@ -151,6 +157,7 @@ class Subscription:
         token = self._next_token
         self._next_token += 1
         self._callbacks[token] = _Callback(func)
+        self._callbacks_changed()
         if self._engine_token is not None and self.most_recent_response is not None:
             self._bridge.loop.call_soon(self._replay, token)
         self._activate()
@@ -159,11 +166,13 @@ class Subscription:
     async def remove_callback(self, token: int) -> None:
         """Remove a callback; with no callbacks and no iterators left the subscription is cancelled."""
         self._callbacks.pop(token, None)
+        self._callbacks_changed()
         self._maybe_idle()
 
     async def clear(self) -> None:
         """Remove every callback, end every iterator and cancel the subscription."""
         self._callbacks.clear()
+        self._callbacks_changed()
         for it in list(self._iterators):
             it._end()
         self._iterators = weakref.WeakSet()
@@ -189,6 +198,11 @@ class Subscription:
         await self.clear()
 
     # -- engine side ----------------------------------------------------------------------
+    def _callbacks_changed(self) -> None:
+        cbs = self._callbacks.values()
+        self._plain = tuple((cb.func, cb.nargs >= 2) for cb in cbs if not cb.coro)
+        self._has_coro = any(cb.coro for cb in cbs)
+
     def _activate(self) -> None:
         if self._engine_token is None and not self.pv.context._closed:
             self._engine_token = self._engine.add_callback(self._on_update)
@@ -201,12 +215,15 @@ class Subscription:
         self._engine.remove_callback(token)
         self.most_recent_response = None
         with self._lock:
+            self._bridge.backlog -= len(self._inbox)
             self._inbox.clear()
+        self._bridge.held -= len(self._coro_backlog)
         self._coro_backlog.clear()
 
     def _detach(self) -> None:
         """Loop thread, at Context close: stop receiving; end the iterators."""
         self._callbacks.clear()
+        self._callbacks_changed()
         for it in list(self._iterators):
             it._end()
         self._iterators = weakref.WeakSet()
@@ -214,11 +231,14 @@ class Subscription:
 
     def _on_update(self, _sub: Any, resp: ReadResponse) -> None:
         # Dispatcher worker thread (one PV's updates in order).
+        bridge = self._bridge
         with self._lock:
             inbox = self._inbox
-            if len(inbox) >= self.queue_size:
+            if inbox and (len(inbox) >= self.queue_size or bridge.backlog >= bridge.high_water):
                 inbox.popleft()
                 self.dropped += 1
+            else:
+                bridge.backlog += 1
             inbox.append(resp)
             if self._queued:
                 return
@@ -227,30 +247,39 @@ class Subscription:
 
     def _deliver(self) -> None:
         # Loop thread.
+        bridge = self._bridge
         with self._lock:
             self._queued = False
             if not self._inbox:
                 return
             batch = list(self._inbox)
             self._inbox.clear()
+            bridge.backlog -= len(batch)
         if self._engine_token is None:
             return  # cancelled meanwhile
-        name = self.pv.name
-        bridge = self._bridge
+        plain = self._plain
+        iterators = list(self._iterators) if len(self._iterators) else ()
         for resp in batch:
             self.most_recent_response = resp
-            has_coro = False
-            for cb in list(self._callbacks.values()):
-                if cb.coro:
-                    has_coro = True
+            for func, two in plain:
+                try:
+                    result = func(self, resp) if two else func(resp)
+                except Exception:
+                    log.exception("exception in callback %r for %s", func, self.pv.name)
                     continue
-                call_user(cb.func, (self, resp) if cb.nargs >= 2 else (resp,), name, bridge)
-            if has_coro:
+                if result is not None and inspect.isawaitable(result):  # (a plain function returning a coroutine)
+                    self._bridge.start(_await(result), self.pv.name)
+            if self._has_coro:
                 self._queue_coroutines(resp, None)
-            for it in list(self._iterators):
+            for it in iterators:
                 it._put(resp)
         if not self._callbacks and not len(self._iterators):
             self._maybe_idle()  # the last iterator was abandoned (``break``) meanwhile
+
+    def _iterator_gone(self, held: int) -> None:
+        # Loop thread: an iterator was dropped with *held* responses queued.
+        self._bridge.held -= held
+        self._maybe_idle()
 
     def _replay(self, token: int) -> None:
         # Loop thread: give a callback added to a running subscription the latest value.
@@ -265,10 +294,13 @@ class Subscription:
 
     def _queue_coroutines(self, resp: ReadResponse, only: int | None) -> None:
         backlog = self._coro_backlog
-        if len(backlog) >= self.queue_size:
+        bridge = self._bridge
+        if backlog and (len(backlog) >= self.queue_size or bridge.held >= bridge.high_water):
             backlog.popleft()
             with self._lock:
                 self.dropped += 1
+        else:
+            bridge.held += 1
         backlog.append((resp, only))
         if self._runner is None:
             self._runner = self._bridge.start(self._run_coroutines(), self.pv.name)
@@ -280,6 +312,7 @@ class Subscription:
         try:
             while backlog:
                 resp, only = backlog.popleft()
+                self._bridge.held -= 1
                 for token, cb in list(self._callbacks.items()):
                     if not cb.coro or (only is not None and token != only):
                         continue
@@ -322,6 +355,7 @@ class SubscriptionIterator:
                 await waiter
             finally:
                 self._waiter = None
+        self._bridge.held -= 1
         return self._queue.popleft()
 
     async def aclose(self) -> None:
@@ -333,14 +367,19 @@ class SubscriptionIterator:
     def _put(self, resp: ReadResponse) -> None:
         # Loop thread.
         queue = self._queue
-        if len(queue) >= self._size:
+        bridge = self._bridge
+        if queue and (len(queue) >= self._size or bridge.held >= bridge.high_water):
             queue.popleft()
             self.dropped += 1
+        else:
+            bridge.held += 1
         queue.append(resp)
         self._wake()
 
     def _end(self) -> None:
         self._ended = True
+        self._bridge.held -= len(self._queue)
+        self._queue.clear()
         self._wake()
 
     def _wake(self) -> None:
@@ -349,10 +388,11 @@ class SubscriptionIterator:
             waiter.set_result(None)
 
     def __del__(self) -> None:
-        # Abandoned (``break`` out of ``async for``): let the subscription go
-        # idle soon if nobody else consumes it.  Any thread; post never blocks.
+        # Abandoned (``break`` out of ``async for``): give back what it held and
+        # let the subscription go idle soon if nobody else consumes it.  Any
+        # thread; post never blocks.
         if not self._ended:
             try:
-                self._bridge.post(self._sub._maybe_idle)
+                self._bridge.post(self._sub._iterator_gone, len(self._queue))
             except Exception:
                 pass
