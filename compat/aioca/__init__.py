@@ -61,7 +61,10 @@ from ._constants import (
     ca_extra_fields,
 )
 from ._monitor import Subscription, camonitor
-from ._values import CAException, CANothing, InvalidDatatype, ca_array, ca_bytes, ca_float, ca_int, ca_str
+
+# CAException, InvalidDatatype and the ca_* classes are public but not in aioca's __all__ (aioca has them
+# in epicscorelibs.ca).
+from ._values import CAException, CANothing, InvalidDatatype, ca_array, ca_bytes, ca_float, ca_int, ca_str  # noqa: F401
 
 #: The aioca release whose interface this module follows.
 __version__ = "2.1"
@@ -121,6 +124,3 @@ __all__ = [
     "FORMAT_CTRL",
     "ca_extra_fields",
 ]
-
-# Not in aioca's __all__, but where compat.aioca keeps them (aioca has them in epicscorelibs.ca):
-_EXTRAS = (CAException, InvalidDatatype, ca_array, ca_bytes, ca_float, ca_int, ca_str, install)

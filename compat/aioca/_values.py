@@ -140,8 +140,3 @@ class CAException(Exception):
 
 class InvalidDatatype(Exception):
     """The requested datatype or format cannot be used with Channel Access."""
-
-
-def make_failure(name: str, errorcode: int) -> CANothing:
-    """The ``CANothing`` reporting *errorcode* for *name*."""
-    return CANothing(name, errorcode)
