@@ -160,6 +160,7 @@ await attempt('long str', P + 'stringout', 'x' * 45, wait=True)
 await attempt('40 chars', P + 'stringout', 'y' * 40)
 await attempt('39 chars', P + 'stringout', 'z' * 39, wait=True)
 record('back', await aioca.caget(P + 'stringout'))
+await attempt('put callback', P + 'ao', 1.0, callback=print)
 await attempt('lstr as string', P + 'lstr.VAL', 'a string longer than forty characters ' * 2, wait=True)
 """
 
