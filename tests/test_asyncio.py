@@ -418,3 +418,25 @@ def test_disconnect_releases_coroutines_waiting_for_a_connection(ioc: IOCHandle)
             await asyncio.wait_for(task, 5)
 
     run(main())
+
+
+def test_the_loop_thread_is_queue_only_while_the_context_is_open(ioc: IOCHandle) -> None:
+    """Sends made on the loop go through the circuit thread (the loop never writes a socket)."""
+    import caclient
+
+    async def main(engine: caclient.Context) -> None:
+        me = threading.get_ident()
+        a = Context(engine=engine)
+        b = Context(engine=engine)
+        assert me in engine._queue_only_threads
+        (pv,) = await a.get_pvs(ioc.pv("ai"))
+        assert (await asyncio.gather(*(pv.read() for _ in range(100))))[-1].data.shape == (1,)
+        await a.disconnect()
+        assert me in engine._queue_only_threads  # b still uses it
+        await b.disconnect()
+        assert me not in engine._queue_only_threads
+
+    with caclient.Context(env=ioc.env) as engine:
+        run(main(engine))
+        (pv,) = engine.get_pvs(ioc.pv("ai"))
+        assert pv.read().data.shape == (1,)  # threads still write directly

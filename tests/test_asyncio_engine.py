@@ -265,3 +265,19 @@ def test_1000_monitors_do_not_block_the_loop(tmp_path: Path, use_async_for: bool
 @pytest.mark.parametrize("use_async_for", [False, True], ids=["callbacks", "async-for"])
 def test_10000_monitors_do_not_block_the_loop(tmp_path: Path, use_async_for: bool) -> None:
     _monitor_with_ticker(tmp_path, 10_000, 20.0, use_async_for)
+
+
+def test_callback_of_an_unconfirmed_write_gets_the_timeout(ioc: IOCHandle) -> None:
+    async def main() -> None:
+        async with Context(env=ioc.env, timeout=10) as ctx:
+            (slow,) = await ctx.get_pvs(ioc.pv("slow"))
+            await slow.wait_for_connection()
+            circuit = slow.engine_pv.circuit_manager
+            got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            assert await slow.write(5.0, wait=False, callback=got.set_result, timeout=0.05) is None
+            result = await asyncio.wait_for(got, 5)
+            assert isinstance(result, CATimeoutError) and "not confirmed" in str(result)
+            assert not circuit._ioids
+            assert (await slow.write(6.0)).status == 1  # still usable
+
+    run(main())

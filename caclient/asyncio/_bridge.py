@@ -15,13 +15,13 @@ seconds, whichever comes first, and reschedules itself (with plain
 ``call_soon``) for the rest, so a flood of updates never holds the loop for
 long: timers and other tasks run between passes.
 
-Flow control: ``backlog`` counts the monitor updates waiting in the
-subscriptions' inboxes (not yet on the loop) and ``held`` those waiting in
-iterator queues and coroutine backlogs (on the loop).  Past ``high_water``
-subscriptions keep only their newest waiting updates (see
-:mod:`caclient.asyncio._subscription`), so memory stays bounded when the loop
-cannot keep up.  ``lock`` (a leaf lock) guards ``backlog`` and the inboxes of
-every subscription of the Context; ``held`` is touched on the loop only.
+Flow control: ``congested`` is set by the drain when a pass ends with work
+left over (the loop is behind) and cleared when a pass empties the inbox;
+while it is set, subscriptions keep only their newest waiting update (see
+:mod:`caclient.asyncio._subscription`).  ``held`` counts the updates waiting
+on the loop (iterator queues, coroutine backlogs); past ``high_water`` those
+coalesce too.  So memory stays bounded when the loop cannot keep up.  Both
+are written by the loop thread only; workers just read ``congested``.
 
 Ordering argument (no lock): ``_scheduled`` is cleared by the drain *before*
 it pops anything.  A producer appends first and reads the flag second.  If it
@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -54,7 +53,7 @@ log = logging.getLogger("caclient.asyncio")
 BATCH = 512
 PASS_TIME = 0.005
 
-#: Waiting monitor updates per Context past which subscriptions coalesce.
+#: Updates waiting on the loop (per Context) past which iterators and coroutine backlogs coalesce.
 HIGH_WATER = 20_000
 
 
@@ -67,14 +66,13 @@ class LoopBridge:
         The loop that runs the posted functions.
     """
 
-    __slots__ = ("loop", "_inbox", "_scheduled", "posted", "wakeups", "_tasks", "lock", "backlog", "held", "high_water")
+    __slots__ = ("loop", "_inbox", "_scheduled", "posted", "wakeups", "_tasks", "congested", "held", "high_water")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._inbox: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._scheduled = False
-        self.lock = threading.Lock()
-        self.backlog = 0
+        self.congested = False
         self.held = 0
         self.high_water = HIGH_WATER
         #: Items posted and loop wake-ups made (statistics; approximate).
@@ -107,6 +105,7 @@ class LoopBridge:
                 log.exception("caclient.asyncio: internal error in %r", fn)
             if time.monotonic() > stop:
                 break
+        self.congested = bool(inbox)
         if inbox and not self._scheduled:
             self._scheduled = True
             self.loop.call_soon(self._drain)

@@ -231,6 +231,9 @@ class Context:
             )
         self.broadcaster = broadcaster
         self._engine = broadcaster.engine
+        # The loop never writes a socket: its sends are queued for the circuit threads.
+        self._loop_thread = threading.get_ident()
+        self._engine._add_queue_only_thread(self._loop_thread)
         self.timeout = timeout
         self._bridge = LoopBridge(loop)
         self._pvs: dict[tuple[str, int], PV] = {}
@@ -383,6 +386,7 @@ class Context:
                 future.set_result(None)  # the waiter wakes up, sees the Context closed and raises
         for pv in self._pvs.values():
             pv._detach()
+        self._engine._remove_queue_only_thread(self._loop_thread)
         self._bridge.cancel_tasks()
         if self._owns_broadcaster:
             await self.broadcaster.disconnect()

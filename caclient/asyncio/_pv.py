@@ -21,6 +21,13 @@ whose ``put`` posts to the loop instead of storing (:class:`_LoopWaiter`).
 
 Threads: every method here runs on the loop's thread; ``_settle`` and
 ``_LoopWaiter.put``'s effect are posted there from the circuit thread.
+
+Engine surface this layer relies on (keep it when the engine changes):
+``Pending.notify``; ``PV._circuit``, ``_sid``, ``_wake_if_idle``,
+``_notify_when_connected``, ``_forget_waiter``, ``_resolve_type``,
+``_encode``; ``Context._next_id``; ``Circuit.add_io``, ``cancel_io``,
+``send``, ``minor_version``; ``_pv._read_result`` / ``_write_result``; and
+the public ``Subscription.add_callback`` / ``remove_callback``.
 """
 
 from __future__ import annotations
@@ -406,7 +413,12 @@ class PV:
         except asyncio.CancelledError:
             circuit.cancel_io(ioid)  # the late reply will be dropped
             raise
-        result = _outcome(done, convert)
+        try:
+            result = _outcome(done, convert)
+        except CAError as exc:
+            if callback is not None:
+                call_user(callback, (exc,), pv.name, bridge)
+            raise
         if callback is not None:
             call_user(callback, (result,), pv.name, bridge)
         return result

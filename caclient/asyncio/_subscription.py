@@ -22,14 +22,20 @@ Bounds (the engine's coalescing rule: the newest value is never lost): the
 inbox, each iterator's queue and the coroutine backlog each hold at most
 ``queue_size`` responses; past that the oldest is dropped and counted in
 :attr:`Subscription.dropped` (inbox and coroutine backlog) or
-:attr:`SubscriptionIterator.dropped`.  While the Context as a whole has more
-than the bridge's ``high_water`` updates waiting, a subscription that already
-has an update waiting replaces the oldest instead of adding one, so memory
-stays bounded however many subscriptions there are.
+:attr:`SubscriptionIterator.dropped`.  While the loop is behind (the bridge
+is ``congested``) an inbox that already holds an update replaces it instead
+of growing, and past the bridge's ``high_water`` the same holds for iterator
+queues and coroutine backlogs; so memory stays bounded however many
+subscriptions there are.
 
-Threads and locks: the bridge's ``lock`` (one leaf lock per Context) guards
-``_inbox``, ``_queued`` and ``dropped`` between the worker and the loop.
-Everything else is touched on the loop thread only.
+Activation: the engine callback is added (and EVENT_ADD sent) by a posted
+step, not inside ``add_callback``, so that subscribing thousands of PVs at
+once is spread over several loop passes instead of holding the loop.
+
+Threads and locks: ``_lock`` (a leaf lock of its own, so that the worker
+filling one subscription and the loop draining another never meet) guards
+``_inbox``, ``_queued`` and ``dropped``.  Everything else is touched on the
+loop thread only.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -98,7 +105,8 @@ class Subscription:
         self.pv = pv
         self._engine = engine
         self._bridge = pv.context._bridge
-        self._lock = self._bridge.lock
+        self._lock = threading.Lock()
+        self._activation_pending = False
         self._callbacks: dict[int, _Callback] = {}
         # Rebuilt on every change (loop thread): what _deliver needs per update.
         self._plain: tuple[tuple[Callable[..., Any], bool], ...] = ()  # (func, takes sub too)
@@ -204,7 +212,15 @@ class Subscription:
         self._has_coro = any(cb.coro for cb in cbs)
 
     def _activate(self) -> None:
-        if self._engine_token is None and not self.pv.context._closed:
+        # Loop thread: have the engine callback added soon (see module docstring).
+        if self._engine_token is None and not self._activation_pending:
+            self._activation_pending = True
+            self._bridge.post(self._activate_now)
+
+    def _activate_now(self) -> None:
+        self._activation_pending = False
+        wanted = self._callbacks or len(self._iterators)
+        if wanted and self._engine_token is None and not self.pv.context._closed:
             self._engine_token = self._engine.add_callback(self._on_update)
 
     def _maybe_idle(self) -> None:
@@ -215,7 +231,6 @@ class Subscription:
         self._engine.remove_callback(token)
         self.most_recent_response = None
         with self._lock:
-            self._bridge.backlog -= len(self._inbox)
             self._inbox.clear()
         self._bridge.held -= len(self._coro_backlog)
         self._coro_backlog.clear()
@@ -231,14 +246,11 @@ class Subscription:
 
     def _on_update(self, _sub: Any, resp: ReadResponse) -> None:
         # Dispatcher worker thread (one PV's updates in order).
-        bridge = self._bridge
         with self._lock:
             inbox = self._inbox
-            if inbox and (len(inbox) >= self.queue_size or bridge.backlog >= bridge.high_water):
+            if inbox and (len(inbox) >= self.queue_size or self._bridge.congested):
                 inbox.popleft()
                 self.dropped += 1
-            else:
-                bridge.backlog += 1
             inbox.append(resp)
             if self._queued:
                 return
@@ -247,14 +259,12 @@ class Subscription:
 
     def _deliver(self) -> None:
         # Loop thread.
-        bridge = self._bridge
         with self._lock:
             self._queued = False
             if not self._inbox:
                 return
             batch = list(self._inbox)
             self._inbox.clear()
-            bridge.backlog -= len(batch)
         if self._engine_token is None:
             return  # cancelled meanwhile
         plain = self._plain
