@@ -1,10 +1,15 @@
-"""Helpers shared by the caclient.asyncio tests: run a coroutine with a bound, wait for a condition on the loop."""
+"""Helpers shared by the caclient.asyncio tests: run a coroutine with a bound, wait on the loop, restore IOC values."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
+
+import pytest
+from compat_support import restored
+
+from caclient.testing import IOCHandle
 
 T = TypeVar("T")
 
@@ -26,3 +31,18 @@ async def until(predicate: Callable[[], bool], timeout: float, what: str = "cond
         if loop.time() > end:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+#: The session IOCs' PVs the asyncio tests write (other tests expect their initial values).
+WRITTEN = ("ao", "long", "str", "enum", "wf")
+
+
+@pytest.fixture(autouse=True)
+def _restore_written_values(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Put back the values a test using the session ``ioc`` fixture wrote (import it into the test module)."""
+    if "ioc" not in request.fixturenames:
+        yield
+        return
+    ioc: IOCHandle = request.getfixturevalue("ioc")
+    with restored(ioc, WRITTEN):
+        yield

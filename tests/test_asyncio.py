@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from asyncio_support import run, until
+from asyncio_support import _restore_written_values, run, until  # noqa: F401  (an autouse fixture)
 
 from caclient import CATimeoutError, ChannelType, ContextClosedError
 from caclient.asyncio import Context, ReadResponse, Subscription
@@ -440,3 +440,21 @@ def test_the_loop_thread_is_queue_only_while_the_context_is_open(ioc: IOCHandle)
         run(main(engine))
         (pv,) = engine.get_pvs(ioc.pv("ai"))
         assert pv.read().data.shape == (1,)  # threads still write directly
+
+
+def test_a_context_refuses_another_loop(ioc: IOCHandle) -> None:
+    async def make() -> Any:
+        ctx = Context(env=ioc.env)
+        (pv,) = await ctx.get_pvs(ioc.pv("ai"))
+        return ctx, pv
+
+    ctx, pv = run(make())
+
+    async def elsewhere() -> None:
+        with pytest.raises(RuntimeError, match="another event loop"):
+            await pv.read()
+        with pytest.raises(RuntimeError, match="one Context per loop"):
+            await ctx.get_pvs(ioc.pv("ao"))
+        await ctx.disconnect()
+
+    run(elsewhere())

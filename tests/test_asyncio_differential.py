@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asyncio_support import _restore_written_values  # noqa: F401  (an autouse fixture)
 
 from caclient.testing import IOCHandle
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncio_support import run, until
+from asyncio_support import _restore_written_values, run, until  # noqa: F401  (an autouse fixture)
 
 import caclient
 from caclient import CATimeoutError

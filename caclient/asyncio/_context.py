@@ -281,6 +281,14 @@ class Context:
         closed = " closed" if self._closed else ""
         return f"<Context circuits={len(self._engine.circuits)} pvs={len(pvs)} idle={idle}{closed}>"
 
+    def _check_loop(self) -> None:
+        """Refuse use from another event loop (its futures would belong to the wrong loop)."""
+        if asyncio.get_running_loop() is not self._bridge.loop:
+            raise RuntimeError(
+                "this caclient.asyncio Context belongs to another event loop; make one Context per loop "
+                "(they can share an engine: Context(broadcaster=other.broadcaster) or Context(engine=...))"
+            )
+
     def _circuit_manager(self, circuit: Circuit) -> CircuitManager:
         cm = self._circuit_managers.get(circuit)
         if cm is None:
@@ -320,6 +328,7 @@ class Context:
         """
         if self._closed:
             raise ContextClosedError("this caclient.asyncio Context is closed")
+        self._check_loop()
         engine_pvs = self._engine.get_pvs(*names, priority=priority)
         out = []
         for epv in engine_pvs:

@@ -221,6 +221,7 @@ class PV:
 
     async def _connected(self, deadline: float | None, timeout: float | None) -> tuple[Circuit, int]:
         pv = self._engine
+        self.context._check_loop()
         while True:
             if self.context._closed or self.context._engine._closed:
                 raise ContextClosedError(f"{pv.name}: the Context (or its engine) is closed", pv=pv.name)
