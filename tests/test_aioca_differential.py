@@ -28,7 +28,22 @@ FORMATS = "(aioca.FORMAT_RAW, aioca.FORMAT_TIME, aioca.FORMAT_CTRL)"
 S: dict[str, str] = {}
 
 # -- caget: record types x formats x datatypes ---------------------------------------------------------
-for name in ("ai", "bi", "longin", "stringin", "mbbi", "calc", "big", "alarm", "ro", "nostr", "longout", "noprec"):
+for name in (
+    "ai",
+    "bi",
+    "bo",
+    "longin",
+    "stringin",
+    "mbbi",
+    "enum",
+    "calc",
+    "big",
+    "alarm",
+    "ro",
+    "nostr",
+    "longout",
+    "noprec",
+):
     S[f"caget-{name}"] = f"""
 for fmt in {FORMATS}:
     for dt in (None, str, float, int, bytes, aioca.DBR_STRING, aioca.DBR_SHORT, aioca.DBR_FLOAT, aioca.DBR_ENUM,
@@ -55,6 +70,17 @@ for fmt in {FORMATS}:
         record((fmt, count), await aioca.caget(P + '{name}', format=fmt, count=count), times=False)
 for dt in (str, float, int, aioca.DBR_CHAR_STR, aioca.DBR_CHAR_BYTES, aioca.DBR_CHAR_UNICODE, np.float32):
     record(str(dt), await aioca.caget(P + '{name}', datatype=dt), times=False)
+"""
+
+S["caget-big-and-linked"] = """
+record('put', await aioca.caput(P + 'wf', [4.0, 5.0, 6.0, 7.0], wait=True))
+for fmt in (aioca.FORMAT_RAW, aioca.FORMAT_CTRL):
+    record(('subarr', fmt), await aioca.caget(P + 'subarr', format=fmt), times=False)
+    record(('wf1m', fmt), await aioca.caget(P + 'wf1m', format=fmt, count=3))
+record('wf1m full', (lambda v: (type(v).__name__, v.dtype.str, v.shape, v.element_count))(
+    await aioca.caget(P + 'wf1m', count=-1, timeout=30)))
+record('class names', await aioca.caget([P + n for n in ('subarr', 'wf1m', 'lstr', 'slow:delay')],
+                                          datatype=aioca.DBR_CLASS_NAME))
 """
 
 S["caget-text"] = """
