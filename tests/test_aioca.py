@@ -296,6 +296,11 @@ def test_python_m_compat_aioca_runs_an_aioca_program(request: pytest.FixtureRequ
     assert proc.stdout.split() == ["ca_float", "3.5", "mm", "hello", f"['{handle.prefix}']", "compat.aioca"]
     usage = _child(["-m", "compat.aioca"], handle.env)
     assert usage.returncode == 2 and "usage:" in usage.stderr
+    module = tmp_path / "aioca_prog_module.py"
+    module.write_text(program.read_text())
+    as_module = _child(["-m", "compat.aioca", "-m", "aioca_prog_module", handle.prefix], handle.env, cwd=tmp_path)
+    assert as_module.returncode == 0, as_module.stderr
+    assert as_module.stdout == proc.stdout
 
 
 def test_run_is_deprecated_but_works(ioc: IOCHandle) -> None:
