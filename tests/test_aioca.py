@@ -314,3 +314,31 @@ def test_run_is_deprecated_but_works(ioc: IOCHandle) -> None:
         value = aioca.run(main())
     asyncio.set_event_loop(None)
     assert value == 42 and type(value).__name__ == "ca_int"
+
+
+def _forked_child(prefix: str, out: Any) -> None:
+    async def main() -> float:
+        try:
+            return float(await aioca.caget(prefix + "ai", timeout=10))
+        finally:
+            aioca.purge_channel_caches()
+
+    out.put(asyncio.run(main()))
+
+
+def test_a_forked_child_makes_its_own_channels(ioc: IOCHandle) -> None:
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+
+    async def main() -> tuple[Any, Any, Any, int | None]:
+        before = await aioca.caget(ioc.pv("ai"))
+        results = fork.Queue()
+        child = fork.Process(target=_forked_child, args=(ioc.prefix, results))
+        child.start()
+        got = await asyncio.get_running_loop().run_in_executor(None, results.get, True, 30)
+        await asyncio.get_running_loop().run_in_executor(None, child.join, 10)
+        return before, got, await aioca.caget(ioc.pv("ai")), child.exitcode
+
+    before, got, after, code = run(main())
+    assert (before, got, after, code) == (3.5, 3.5, 3.5, 0)

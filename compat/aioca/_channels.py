@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import socket
 import sys
 import threading
@@ -223,6 +224,11 @@ class _Registry:
             c.purge()
         return cache
 
+    def forget_all(self) -> None:
+        """In a forked child: drop the parent's caches without touching them (their engines discard themselves)."""
+        self._lock = threading.Lock()
+        self._caches = {}
+
     def purge_all(self) -> None:
         """Purge every loop's cache: all channels and subscriptions close."""
         with self._lock:
@@ -233,6 +239,7 @@ class _Registry:
 
 
 REGISTRY = _Registry()
+os.register_at_fork(after_in_child=REGISTRY.forget_all)
 
 
 def get_channel(name: str, what: str = "caget()") -> Channel:
