@@ -112,7 +112,9 @@ class Subscription:
         self._plain: tuple[tuple[Callable[..., Any], bool], ...] = ()  # (func, takes sub too)
         self._has_coro = False
         self._next_token = 0
-        self._iterators: weakref.WeakSet[SubscriptionIterator] = weakref.WeakSet()
+        # Weak references, so that an iterator left by ``break`` goes away (its
+        # __del__ then tells us); a tuple, rebuilt on change, read per update.
+        self._iterators: tuple[weakref.ref[SubscriptionIterator], ...] = ()
         self._engine_token: int | None = None
         self.queue_size = QUEUE_SIZE
         self._inbox: deque[ReadResponse] = deque()
@@ -126,7 +128,7 @@ class Subscription:
         state = "active" if self._engine_token is not None else "idle"
         return (
             f"<Subscription to {self.pv.name!r} data_type={self.data_type!r} {state} "
-            f"callbacks={len(self._callbacks)} iterators={len(self._iterators)}>"
+            f"callbacks={len(self._callbacks)} iterators={len(self._live_iterators())}>"
         )
 
     @property
@@ -181,9 +183,9 @@ class Subscription:
         """Remove every callback, end every iterator and cancel the subscription."""
         self._callbacks.clear()
         self._callbacks_changed()
-        for it in list(self._iterators):
+        for it in self._live_iterators():
             it._end()
-        self._iterators = weakref.WeakSet()
+        self._iterators = ()
         self._maybe_idle()
 
     def __aiter__(self) -> SubscriptionIterator:
@@ -193,7 +195,7 @@ class Subscription:
         responses (oldest dropped first, counted in its ``dropped``).
         """
         it = SubscriptionIterator(self, self.queue_size)
-        self._iterators.add(it)
+        self._iterators = (*self._live_refs(), weakref.ref(it))
         if self._engine_token is not None and self.most_recent_response is not None:
             it._put(self.most_recent_response)
         self._activate()
@@ -219,13 +221,14 @@ class Subscription:
 
     def _activate_now(self) -> None:
         self._activation_pending = False
-        wanted = self._callbacks or len(self._iterators)
+        wanted = self._callbacks or self._live_refs()
         if wanted and self._engine_token is None and not self.pv.context._closed:
             self._engine_token = self._engine.add_callback(self._on_update)
 
     def _maybe_idle(self) -> None:
         """Loop thread: drop the engine callback once nobody consumes updates."""
-        if self._callbacks or len(self._iterators) or self._engine_token is None:
+        self._iterators = self._live_refs()
+        if self._callbacks or self._iterators or self._engine_token is None:
             return
         token, self._engine_token = self._engine_token, None
         self._engine.remove_callback(token)
@@ -239,9 +242,19 @@ class Subscription:
         """Loop thread, at Context close: stop receiving; end the iterators."""
         self._callbacks.clear()
         self._callbacks_changed()
-        for it in list(self._iterators):
+        for it in self._live_iterators():
             it._end()
-        self._iterators = weakref.WeakSet()
+        self._iterators = ()
+        self._maybe_idle()
+
+    def _live_refs(self) -> tuple[weakref.ref[SubscriptionIterator], ...]:
+        return tuple(r for r in self._iterators if r() is not None)
+
+    def _live_iterators(self) -> list[SubscriptionIterator]:
+        return [it for r in self._iterators if (it := r()) is not None]
+
+    def _forget_iterator(self, it: SubscriptionIterator) -> None:
+        self._iterators = tuple(r for r in self._iterators if (x := r()) is not None and x is not it)
         self._maybe_idle()
 
     def _on_update(self, _sub: Any, resp: ReadResponse) -> None:
@@ -268,7 +281,7 @@ class Subscription:
         if self._engine_token is None:
             return  # cancelled meanwhile
         plain = self._plain
-        iterators = list(self._iterators) if len(self._iterators) else ()
+        iterators = self._live_iterators() if self._iterators else ()
         for resp in batch:
             self.most_recent_response = resp
             for func, two in plain:
@@ -283,7 +296,7 @@ class Subscription:
                 self._queue_coroutines(resp, None)
             for it in iterators:
                 it._put(resp)
-        if not self._callbacks and not len(self._iterators):
+        if not self._callbacks and not iterators:
             self._maybe_idle()  # the last iterator was abandoned (``break``) meanwhile
 
     def _iterator_gone(self, held: int) -> None:
@@ -334,6 +347,9 @@ class Subscription:
             self._runner = None
 
 
+_END: Any = object()  # what a waiting iterator is given when its iteration ends
+
+
 class SubscriptionIterator:
     """What ``async for response in sub`` iterates over (see :meth:`Subscription.__aiter__`).
 
@@ -349,7 +365,7 @@ class SubscriptionIterator:
         self._bridge = sub._bridge
         self._queue: deque[ReadResponse] = deque()
         self._size = max(1, queue_size)
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[Any] | None = None
         self._ended = False
         self.dropped = 0
 
@@ -357,25 +373,31 @@ class SubscriptionIterator:
         return self
 
     async def __anext__(self) -> ReadResponse:
-        while not self._queue:
-            if self._ended:
-                raise StopAsyncIteration
-            waiter = self._waiter = self._bridge.loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-        self._bridge.held -= 1
-        return self._queue.popleft()
+        if self._queue:
+            self._bridge.held -= 1
+            return self._queue.popleft()
+        if self._ended:
+            raise StopAsyncIteration
+        waiter = self._waiter = self._bridge.loop.create_future()
+        try:
+            resp = await waiter  # (an update handed over directly, or _END)
+        finally:
+            self._waiter = None
+        if resp is _END:
+            raise StopAsyncIteration
+        return resp  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         """Stop iterating (also happens when the iterator is dropped)."""
         self._end()
-        self._sub._iterators.discard(self)
-        self._sub._maybe_idle()
+        self._sub._forget_iterator(self)
 
     def _put(self, resp: ReadResponse) -> None:
         # Loop thread.
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(resp)  # the consumer waits: hand it over (the queue is empty)
+            return
         queue = self._queue
         bridge = self._bridge
         if queue and (len(queue) >= self._size or bridge.held >= bridge.high_water):
@@ -384,18 +406,14 @@ class SubscriptionIterator:
         else:
             bridge.held += 1
         queue.append(resp)
-        self._wake()
 
     def _end(self) -> None:
         self._ended = True
         self._bridge.held -= len(self._queue)
         self._queue.clear()
-        self._wake()
-
-    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            waiter.set_result(_END)
 
     def __del__(self) -> None:
         # Abandoned (``break`` out of ``async for``): give back what it held and
