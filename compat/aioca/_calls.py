@@ -31,10 +31,12 @@ from ._constants import (
     FORMAT_RAW,
     MAX_STRING_SIZE,
 )
-from ._convert import plan_read, plan_write
+from ._convert import plan_write
 from ._values import CAException, CANothing
 
 T = TypeVar("T")
+
+_timeout_scope: Any = getattr(asyncio, "timeout", None)
 
 #: The timeout of every call that is not given one (seconds).
 DEFAULT_TIMEOUT = 5.0
@@ -55,7 +57,10 @@ async def ca_timeout(awaitable: Awaitable[T], name: str, timeout: Any) -> T:
     if seconds is None:
         return await awaitable
     try:
-        return await asyncio.wait_for(awaitable, seconds)
+        if _timeout_scope is None:  # Python 3.10
+            return await asyncio.wait_for(awaitable, seconds)
+        async with _timeout_scope(seconds):  # (no extra task per call, unlike wait_for)
+            return await awaitable
     except asyncio.TimeoutError as exc:
         raise CANothing(name, ECA_TIMEOUT) from exc
 
@@ -147,12 +152,12 @@ async def caget(
 async def _caget(name: str, datatype: Any, format: int, count: int) -> Any:
     channel = get_channel(name, "caget()")
     await channel.wait()
-    native, element_count = channel.native()
+    element_count = channel.native()[1]
     if count < 0:
         count = element_count
     elif count > 0:
         count = min(count, element_count)
-    plan = plan_read(name, native, element_count, datatype, format)
+    plan = channel.read_plan(datatype, format)
     if not channel.access()[0]:
         raise CAException(ECA_NORDACCESS, "ca_array_get_callback")
     response = await engine_read(channel, plan.dbrcode, count)

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._constants import CS_CLOSED, CS_CONN, CS_NEVER_CONN, CS_PREV_CONN
+from ._convert import ReadPlan, plan_read
 
 if TYPE_CHECKING:
     from ._monitor import Subscription
@@ -66,6 +67,7 @@ class Channel:
         self._connected = asyncio.Event()
         self._subscriptions: set[Subscription] = set()
         self._host: str | None = None
+        self._plans: dict[tuple[Any, ...], ReadPlan] = {}  # read plans for the current connection
         self._starter = self._loop.create_task(self._start())
 
     async def _start(self) -> None:
@@ -91,6 +93,7 @@ class Channel:
         if connected:
             self._state = CS_CONN
             self._host = None
+            self._plans.clear()  # (the native type may have changed)
             self._connected.set()
         else:
             self._state = CS_PREV_CONN
@@ -115,6 +118,17 @@ class Channel:
     def native(self) -> tuple[int, int]:
         """``(native DBR type, element count)`` of the connected channel."""
         return _native(self.pv)
+
+    def read_plan(self, datatype: Any, format: int) -> ReadPlan:
+        """The :class:`ReadPlan` for *datatype* and *format* on the connected channel (kept per connection)."""
+        try:
+            key = (type(datatype), datatype, format)
+            plan = self._plans.get(key)
+        except TypeError:  # (an unhashable datatype: plan_read rejects it)
+            return plan_read(self.name, *self.native(), datatype, format)
+        if plan is None:
+            plan = self._plans[key] = plan_read(self.name, *self.native(), datatype, format)
+        return plan
 
     def access(self) -> tuple[bool, bool]:
         """``(read, write)`` access of the channel (both False when not connected)."""
