@@ -458,3 +458,35 @@ def test_a_context_refuses_another_loop(ioc: IOCHandle) -> None:
         await ctx.disconnect()
 
     run(elsewhere())
+
+
+def test_write_to_a_read_only_pv_is_refused(ioc: IOCHandle) -> None:
+    from caclient import AccessDeniedError, RemoteError
+
+    async def main() -> None:
+        async with Context(env=ioc.env, timeout=10) as ctx:
+            (ro,) = await ctx.get_pvs(ioc.pv("ro"))
+            with pytest.raises((AccessDeniedError, RemoteError)):
+                await ro.write(2.0)
+            assert (await ro.read()).data[0] == 1.25
+
+    run(main())
+
+
+def test_go_idle_is_declined_while_subscribed(ioc: IOCHandle) -> None:
+    async def main() -> None:
+        async with Context(env=ioc.env, timeout=10) as ctx:
+            (pv,) = await ctx.get_pvs(ioc.pv("counter"))
+            sub = pv.subscribe()
+            got: asyncio.Queue[Any] = asyncio.Queue()
+            sub.add_callback(got.put_nowait)
+            await asyncio.wait_for(got.get(), 10)
+            await pv.go_idle()
+            assert pv.connected and pv.state == "connected"
+            await asyncio.wait_for(got.get(), 10)  # updates keep coming
+            await sub.clear()
+            await pv.go_idle()
+            assert pv.state == "idle"
+            await pv.wait_for_connection()  # and it comes back on use
+
+    run(main())

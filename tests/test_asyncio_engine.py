@@ -281,3 +281,21 @@ def test_callback_of_an_unconfirmed_write_gets_the_timeout(ioc: IOCHandle) -> No
             assert (await slow.write(6.0)).status == 1  # still usable
 
     run(main())
+
+
+def test_a_burst_of_replies_shares_loop_wakeups(ioc: IOCHandle) -> None:
+    """1000 gathered reads: the circuit thread's completions reach the loop in batches, not one wake-up each."""
+
+    async def main() -> None:
+        async with Context(env=ioc.env, timeout=20) as ctx:
+            (pv,) = await ctx.get_pvs(ioc.pv("ai"))
+            await pv.wait_for_connection()
+            bridge = ctx._bridge
+            posted, wakeups = bridge.posted, bridge.wakeups
+            results = await asyncio.gather(*(pv.read() for _ in range(1000)))
+            assert len(results) == 1000
+            n_posted, n_wakeups = bridge.posted - posted, bridge.wakeups - wakeups
+            assert n_posted >= 1000
+            assert n_wakeups < n_posted, (n_wakeups, n_posted)
+
+    run(main())
