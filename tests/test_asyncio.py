@@ -360,6 +360,18 @@ def test_bridge_after_the_loop_closed_drops_silently() -> None:
     assert not bridge._inbox
 
 
+def test_bridge_whose_loop_closed_with_a_drain_pending_does_not_pile_up() -> None:
+    # The loop closes after a drain was scheduled but before it ran: later
+    # posts (monitor updates from the engine's threads) must not accumulate.
+    loop = asyncio.new_event_loop()
+    bridge = LoopBridge(loop)
+    bridge.post(print, "scheduled, never run")
+    loop.close()
+    for i in range(100):
+        bridge.post(print, i)
+    assert len(bridge._inbox) == 0
+
+
 # ---------------------------------------------------------------- sharing a broadcaster, Context.monitor
 def test_contexts_sharing_a_broadcaster_share_one_engine(ioc: IOCHandle) -> None:
     from caclient.asyncio import SharedBroadcaster

@@ -81,7 +81,15 @@ class LoopBridge:
         self._tasks: set[asyncio.Task[Any]] = set()  # user coroutines still running
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the loop soon (any thread; never blocks)."""
+        """Run ``fn(*args)`` on the loop soon (any thread; never blocks).
+
+        Once the loop is closed, nothing will ever run there: the post is
+        dropped, with anything still waiting (a drain scheduled just before
+        the loop closed never runs, so without this the inbox would grow).
+        """
+        if self.loop.is_closed():
+            self._inbox.clear()
+            return
         self._inbox.append((fn, args))
         self.posted += 1
         if not self._scheduled:
