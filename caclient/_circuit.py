@@ -25,7 +25,10 @@ Sending: any thread may call :meth:`send`.  Under ``_send_lock`` it appends to
 the outbox, or — when the outbox is empty — tries one non-blocking
 ``socket.send``; what does not fit stays in the outbox and the circuit thread
 flushes it when the socket is writable.  So callers never block on the
-network, and messages keep the order in which ``send`` was called.
+network, and messages keep the order in which ``send`` was called.  Threads
+registered with ``Context._add_queue_only_thread`` (caclient.asyncio's event
+loops) never write the socket: their sends always go to the outbox, and only
+the one that finds it empty wakes the circuit thread.
 
 Locks (leaf locks, in this order: ``_flow_lock``, ``_lock``, ``_send_lock``)
   ``_flow_lock`` guards ``_events_off``; ``send`` is called under it.
@@ -203,7 +206,14 @@ class Circuit:
             sock = self._sock
             if self._outbox or sock is None:
                 self._outbox.extend(chunks)
-                wake = sock is not None
+                # (a non-empty outbox gets flushed anyway: an event loop's
+                # thread does not wake the circuit thread again)
+                wake = sock is not None and threading.get_ident() not in self._context._queue_only_threads
+            elif threading.get_ident() in self._context._queue_only_threads:
+                # An event loop's thread: never touch the socket there (the
+                # circuit thread flushes); one wake-up while the outbox fills.
+                self._outbox.extend(chunks)
+                wake = True
             else:
                 try:
                     sent = sock.send(chunks[0]) if len(chunks) == 1 else sock.sendmsg(chunks)

@@ -180,6 +180,11 @@ class Context:
         self._circuits: dict[tuple[Address, int], Circuit] = {}
         self._ids = itertools.count(1)
         self._backlog_high = DEFAULT_BACKLOG_HIGH
+        # Threads (event loops of caclient.asyncio) whose sends the circuits
+        # queue for their own thread instead of writing the socket directly;
+        # copy-on-write, read without a lock by Circuit.send.  Guarded by _lock.
+        self._queue_only_threads: frozenset[int] = frozenset()
+        self._queue_only_counts: dict[int, int] = {}
         self._connect_backoff: dict[Address, float] = {}  # guarded by _lock
         self._dispatcher = Dispatcher(max_workers)
         try:
@@ -401,6 +406,22 @@ class Context:
         self._dispatcher.shutdown(wait=not on_worker, timeout=max(0.2, deadline.remaining() or 0.0))
 
     # -- engine side -------------------------------------------------------------------
+    def _add_queue_only_thread(self, ident: int) -> None:
+        """From now on, sends made by thread *ident* are queued for the circuit threads (counted)."""
+        with self._lock:
+            self._queue_only_counts[ident] = self._queue_only_counts.get(ident, 0) + 1
+            self._queue_only_threads = frozenset(self._queue_only_counts)
+
+    def _remove_queue_only_thread(self, ident: int) -> None:
+        """Undo one :meth:`_add_queue_only_thread`."""
+        with self._lock:
+            n = self._queue_only_counts.get(ident, 0) - 1
+            if n > 0:
+                self._queue_only_counts[ident] = n
+            else:
+                self._queue_only_counts.pop(ident, None)
+            self._queue_only_threads = frozenset(self._queue_only_counts)
+
     def _wait_for(self, predicate: Callable[[], bool], deadline: Deadline) -> bool:
         """Wait until *predicate* holds or the Context closes; False on timeout."""
         cond = self._state_changed

@@ -10,10 +10,11 @@ calls; the unit tests check every layout against caproto's ctypes structures.
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -220,6 +221,13 @@ class Metadata:
             return None
         return float(self.posixseconds + (self.nanoseconds or 0) * 1e-9)
 
+    @property
+    def stamp(self) -> TimeStamp | None:
+        """The time stamp as caproto shows it (``.as_datetime()``), or None for types without one."""
+        if self.posixseconds is None:
+            return None
+        return TimeStamp(self.posixseconds - EPICS_EPOCH, self.nanoseconds or 0)
+
     def as_dict(self) -> dict[str, Any]:
         """The attributes that are set, as a dict (timestamp included)."""
         out = {k: getattr(self, k) for k in Metadata.__slots__[1:] if getattr(self, k) is not None}
@@ -230,6 +238,43 @@ class Metadata:
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
         return f"<Metadata {self.data_type.name} {inner}>"
+
+
+#: POSIX time of the EPICS epoch (1990-01-01 00:00 UTC).
+EPICS_EPOCH = 631152000
+
+
+class TimeStamp:
+    """An EPICS time stamp: seconds since 1990 and nanoseconds (caproto's ``metadata.stamp``)."""
+
+    __slots__ = ("secondsSinceEpoch", "nanoSeconds")
+
+    def __init__(self, seconds: int, nanoseconds: int) -> None:
+        self.secondsSinceEpoch = seconds
+        self.nanoSeconds = nanoseconds
+
+    @property
+    def timestamp(self) -> float:
+        """POSIX seconds."""
+        return self.secondsSinceEpoch + EPICS_EPOCH + self.nanoSeconds * 1e-9
+
+    def as_datetime(self) -> datetime.datetime:
+        """The time stamp as a local-time ``datetime`` (as caproto gives it)."""
+        return datetime.datetime.fromtimestamp(self.timestamp)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter((self.secondsSinceEpoch, self.nanoSeconds))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (TimeStamp, tuple)):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"TimeStamp(secondsSinceEpoch={self.secondsSinceEpoch}, nanoSeconds={self.nanoSeconds})"
 
 
 def _cstr(raw: bytes, encoding: str) -> str:
@@ -357,9 +402,7 @@ def encode_string(value: str | bytes | bytearray, encoding: str) -> bytes:
     """Encode one DBR_STRING element (at most 39 bytes plus NUL), NUL padded."""
     raw = value.encode(encoding) if isinstance(value, str) else bytes(value)
     if len(raw) >= MAX_STRING_SIZE:
-        raise ValueError(
-            f"string of {len(raw)} bytes is too long for DBR_STRING (at most {MAX_STRING_SIZE - 1} bytes)"
-        )
+        raise ValueError(f"string of {len(raw)} bytes is too long for DBR_STRING (at most {MAX_STRING_SIZE - 1} bytes)")
     return raw.ljust(MAX_STRING_SIZE, b"\0")
 
 

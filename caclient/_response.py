@@ -9,7 +9,7 @@ giving equal results).
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _dbr
 from ._dbr import ChannelType, Metadata
@@ -116,6 +116,16 @@ class ReadResponse:
             self._metadata = md
         return md  # type: ignore[no-any-return]
 
+    @property
+    def header(self) -> ResponseHeader:
+        """What the message header said: data type, count, status and payload size."""
+        return ResponseHeader(self._type, self.data_count, self.status, len(self._payload))
+
+    @property
+    def buffers(self) -> tuple[bytes]:
+        """The payload as received, as a one-element tuple (caproto's ``buffers``)."""
+        return (bytes(self),)
+
     def __bytes__(self) -> bytes:
         """The payload as the server sent it (network byte order)."""
         if self._guard is not None:
@@ -132,6 +142,15 @@ class ReadResponse:
         shown = repr(data if len(data) <= 10 else data[:10])
         more = "..." if len(data) > 10 else ""
         return f"<ReadResponse {self.data_type.name} count={self.data_count} status={self.status} data={shown}{more}>"
+
+
+class ResponseHeader(NamedTuple):
+    """The fields of a read or monitor reply's header (see :attr:`ReadResponse.header`)."""
+
+    data_type: int
+    data_count: int
+    status: int
+    payload_size: int
 
 
 class WriteResponse:

@@ -40,9 +40,14 @@ class Pending:
     thousands).  Attributes are written before the release and read after the
     waiter's acquire, so no other lock is needed.  ``callback`` (if any) is run
     by the dispatcher, never here.  Only one thread may wait on a Pending.
+
+    ``notify`` (if set) is called as ``notify(pending)`` by the completing
+    thread — an engine I/O thread — right after completion.  It is engine
+    code only (caclient.asyncio hands the completion to an event loop with
+    it): it must not block and must not run user code.
     """
 
-    __slots__ = ("_lock", "_done", "result", "error", "callback", "key", "info")
+    __slots__ = ("_lock", "_done", "result", "error", "callback", "key", "info", "notify")
 
     def __init__(self, callback: Callable[[Any], None] | None = None, key: object = None, info: Any = None) -> None:
         self._lock = threading.Lock()
@@ -53,6 +58,7 @@ class Pending:
         self.callback = callback
         self.key = key
         self.info = info
+        self.notify: Callable[[Pending], None] | None = None
 
     def complete(self, result: Any) -> None:
         self.result = result
@@ -66,6 +72,8 @@ class Pending:
         if not self._done:
             self._done = True
             self._lock.release()
+            if self.notify is not None:
+                self.notify(self)
 
     def done(self) -> bool:
         return self._done

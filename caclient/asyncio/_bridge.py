@@ -1,0 +1,164 @@
+"""The one way engine threads hand work to an event loop, and how user code is called there.
+
+Theory of operation
+-------------------
+A :class:`LoopBridge` belongs to one event loop.  Engine threads (a circuit
+thread completing a read, a dispatcher worker passing on a monitor update)
+call :meth:`LoopBridge.post`, which appends ``(fn, args)`` to a thread-safe
+deque and, only when no drain is already scheduled, makes the single
+``loop.call_soon_threadsafe`` call that schedules :meth:`LoopBridge._drain`.
+So a burst of completions costs one loop wake-up, not one per message; a
+post never blocks and never runs user code.
+
+The drain runs on the loop.  It stops after ``BATCH`` items or ``PASS_TIME``
+seconds, whichever comes first, and reschedules itself (with plain
+``call_soon``) for the rest, so a flood of updates never holds the loop for
+long: timers and other tasks run between passes.
+
+Flow control: ``congested`` is set by the drain when a pass ends with work
+left over (the loop is behind) and cleared when a pass empties the inbox;
+while it is set, subscriptions keep only their newest waiting update (see
+:mod:`caclient.asyncio._subscription`).  ``held`` counts the updates waiting
+on the loop (iterator queues, coroutine backlogs); past ``high_water`` those
+coalesce too.  So memory stays bounded when the loop cannot keep up.  Both
+are written by the loop thread only; workers just read ``congested``.
+
+Ordering argument (no lock): ``_scheduled`` is cleared by the drain *before*
+it pops anything.  A producer appends first and reads the flag second.  If it
+read True, the drain that cleared it afterwards pops its item; if it read
+False, it schedules a drain of its own.  At worst two drains run, the second
+finding little or nothing.
+
+Threads: ``post`` from any thread; ``_drain`` and everything it calls on the
+loop's thread.  No lock: the deque's append/popleft are atomic.
+
+User code: :func:`call_user` runs a plain callback and logs its exception
+with the PV name (logger ``caclient.asyncio``); :func:`start_user` does the
+same for a coroutine function, as a task whose failure is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+log = logging.getLogger("caclient.asyncio")
+
+#: At most this many items, and about this many seconds, per drain pass.
+BATCH = 512
+PASS_TIME = 0.005
+
+#: Updates waiting on the loop (per Context) past which iterators and coroutine backlogs coalesce.
+HIGH_WATER = 20_000
+
+
+class LoopBridge:
+    """Thread → event-loop hand-off with one wake-up per burst (see module docstring).
+
+    Parameters
+    ----------
+    loop : asyncio.AbstractEventLoop
+        The loop that runs the posted functions.
+    """
+
+    __slots__ = ("loop", "_inbox", "_scheduled", "posted", "wakeups", "_tasks", "congested", "held", "high_water")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._inbox: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._scheduled = False
+        self.congested = False
+        self.held = 0
+        self.high_water = HIGH_WATER
+        #: Items posted and loop wake-ups made (statistics; approximate).
+        self.posted = 0
+        self.wakeups = 0
+        self._tasks: set[asyncio.Task[Any]] = set()  # user coroutines still running
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop soon (any thread; never blocks).
+
+        Once the loop is closed, nothing will ever run there: the post is
+        dropped, with anything still waiting (a drain scheduled just before
+        the loop closed never runs, so without this the inbox would grow).
+        """
+        if self.loop.is_closed():
+            self._inbox.clear()
+            return
+        self._inbox.append((fn, args))
+        self.posted += 1
+        if not self._scheduled:
+            self._scheduled = True
+            self.wakeups += 1
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop is closed: nobody will ever run these
+                self._inbox.clear()
+
+    def _drain(self) -> None:
+        # Loop thread.
+        self._scheduled = False
+        inbox = self._inbox
+        stop = time.monotonic() + PASS_TIME
+        for _ in range(min(len(inbox), BATCH)):
+            fn, args = inbox.popleft()
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("caclient.asyncio: internal error in %r", fn)
+            if time.monotonic() > stop:
+                break
+        self.congested = bool(inbox)
+        if inbox and not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self._drain)
+
+    def start(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
+        """Run *coro* as a task (loop thread); its exception is logged naming *what*."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._task_done(t, what))
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any], what: str) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("exception in coroutine callback for %s", what, exc_info=exc)
+
+    def cancel_tasks(self) -> None:
+        """Cancel the user coroutines still running (at Context close)."""
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def is_coroutine_function(func: Callable[..., Any]) -> bool:
+    """True for ``async def`` functions (and callables whose ``__call__`` is one)."""
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        type(func).__call__
+    )  # (an instance with async __call__)
+
+
+def call_user(func: Callable[..., Any], args: tuple[Any, ...], what: str, bridge: LoopBridge) -> None:
+    """Call a user callback on the loop: a plain one now, a coroutine function as a task.
+
+    An exception is logged (logger ``caclient.asyncio``) naming *what* (the
+    PV), never raised into the engine.
+    """
+    try:
+        result = func(*args)
+    except Exception:
+        log.exception("exception in callback %r for %s", func, what)
+        return
+    if inspect.isawaitable(result):
+        bridge.start(_await(result), what)
+
+
+async def _await(awaitable: Any) -> Any:
+    """A coroutine awaiting *awaitable* (any awaitable can then become a task)."""
+    return await awaitable
