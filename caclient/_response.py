@@ -118,7 +118,7 @@ class ReadResponse:
 
     @property
     def header(self) -> ResponseHeader:
-        """What the message header said: data type, count, status and payload size."""
+        """The header of the reply (data type, count, status and payload size)."""
         return ResponseHeader(self._type, self.data_count, self.status, len(self._payload))
 
     @property

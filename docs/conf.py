@@ -42,6 +42,7 @@ nitpick_ignore_regex = [
     # numpydoc's free-text type words ("int, optional", "number", ...)
     (r"py:.*", r"optional|number|numpy array|macros|data_type|data_count|automatic monitors|Event mask"),
     (r"py:.*", r"multiprocessing context|str to str|\{.*|.*\}|'\w+'|\(.*|.*\)"),
+    (r"py:.*", r"coroutine( function)?|augmented value|a list|them|read|all_updates"),
     # caproto has no inventory here (no network): named, not linked.
     (r"py:class", r"caproto\..*"),
     # pyepics names that compat's docstrings mention but compat-api.rst

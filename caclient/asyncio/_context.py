@@ -92,7 +92,7 @@ class SharedBroadcaster:
 
     @property
     def results(self) -> SharedBroadcaster:
-        """This object again: caproto's asyncio client has ``cancel`` at ``broadcaster.results.cancel``."""
+        """The broadcaster itself (caproto's asyncio client has ``cancel`` at ``broadcaster.results.cancel``)."""
         return self
 
     def cancel(self, *names: str) -> None:
@@ -175,7 +175,7 @@ class Context:
     Parameters
     ----------
     broadcaster : SharedBroadcaster, optional
-        Share this engine (e.g. another Context's :attr:`broadcaster`); by
+        Share this engine (e.g. another Context's ``broadcaster``); by
         default the Context makes its own and closes it when it closes.
     timeout : float or None
         Default timeout of every operation, in seconds (None: never).

@@ -148,7 +148,7 @@ class PV:
 
     @property
     def timeout(self) -> float | None:
-        """Default timeout of this PV's operations: its own if set, else the Context's."""
+        """The default timeout of this PV's operations (its own if set, else the Context's)."""
         return self.context.timeout if self._timeout is PV_DEFAULT_TIMEOUT else self._timeout
 
     @timeout.setter
@@ -274,14 +274,14 @@ class PV:
         timeout : float or None
             Seconds for connecting plus the round trip (default: the PV's
             timeout); None waits forever.
-        data_type : {'native', 'status', 'time', 'graphic', 'control'}, ChannelType or int
+        data_type : {'native', 'status', 'time', 'graphic', 'control'}, caclient.ChannelType or int
         data_count : int, optional
         notify : bool
             Kept for caproto; reads always use READ_NOTIFY.
 
         Returns
         -------
-        ReadResponse or None
+        caclient.ReadResponse or None
 
         Raises
         ------
@@ -344,7 +344,7 @@ class PV:
 
         Returns
         -------
-        WriteResponse or None
+        caclient.WriteResponse or None
 
         Raises
         ------

@@ -92,11 +92,11 @@ class Subscription:
     ----------
     pv : PV
     queue_size : int
-        Bound of the update queues (see :attr:`dropped`).
+        Bound of the update queues (see ``dropped``).
     dropped : int
         Updates dropped because the loop or a coroutine callback fell more
         than *queue_size* updates behind (the newest is always kept).
-    most_recent_response : ReadResponse or None
+    most_recent_response : caclient.ReadResponse or None
         The last update delivered on the loop; replayed to callbacks and
         iterators added later.
     """
@@ -351,7 +351,7 @@ _END: Any = object()  # what a waiting iterator is given when its iteration ends
 
 
 class SubscriptionIterator:
-    """What ``async for response in sub`` iterates over (see :meth:`Subscription.__aiter__`).
+    """What ``async for response in sub`` iterates over (see ``Subscription.__aiter__``).
 
     Attributes
     ----------

@@ -300,9 +300,9 @@ class CAInfo:
         Native DBR type, an index into :attr:`datatype_strings` (7 when not connected).
     """
 
-    #: Text for each :attr:`state`.
+    #: Text for each ``state``.
     state_strings: ClassVar[list[str]] = ["never connected", "previously connected", "connected", "closed"]
-    #: Text for each :attr:`datatype`.
+    #: Text for each ``datatype``.
     datatype_strings: ClassVar[list[str]] = ["string", "short", "float", "enum", "char", "long", "double", "no access"]
 
     def __init__(self, pv: str, channel: Channel) -> None:

@@ -50,6 +50,11 @@ PYTHON: list[tuple[str, str, str, str]] = [
         for n in ("Callable", "Iterable", "Iterator", "Mapping", "Sequence")
     ],
     ("concurrent.futures.Future", "py:class", "library/concurrent.futures.html#$", "-"),
+    ("asyncio.run", "py:function", "library/asyncio-runner.html#$", "-"),
+    ("asyncio.AbstractEventLoop", "py:class", "library/asyncio-eventloop.html#$", "-"),
+    ("asyncio.events.AbstractEventLoop", "py:class", "library/asyncio-eventloop.html#asyncio.AbstractEventLoop", "-"),
+    ("collections.deque", "py:class", "library/collections.html#$", "-"),
+    ("datetime.datetime", "py:class", "library/datetime.html#$", "-"),
     ("enum.IntEnum", "py:class", "library/enum.html#$", "-"),
     ("logging", "py:module", "library/logging.html#module-logging", "-"),
     ("logging.Logger", "py:class", "library/logging.html#$", "-"),
