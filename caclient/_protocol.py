@@ -124,6 +124,12 @@ class CircuitProtocol:
         self._big_header: tuple[int, int, int, int, int, int] | None = None
         self.discarding = 0  # bytes of an unwanted large message still to skip
         self._special = False  # a large message is being filled or skipped
+        # Counters (written by the circuit thread once per chunk, read by anyone;
+        # a dropped large update is counted by the sink): see caclient._stats.
+        self.bytes_in = 0
+        self.messages_in = 0
+        self.updates = 0  # EVENT_ADD messages with data
+        self.updates_dropped = 0
 
     def __repr__(self) -> str:
         state = "large" if self._big is not None else ("skipping" if self.discarding else "framing")
@@ -152,6 +158,7 @@ class CircuitProtocol:
         Returns True while a large message's own buffer is being filled, when
         reading on at once (without waiting for ``select``) saves a round.
         """
+        self.bytes_in += n
         if self._special:
             return self._received_special(n)
         # Framing: every whole message in the buffer (inlined: this runs per chunk).
@@ -161,6 +168,8 @@ class CircuitProtocol:
         monitors = self.monitors
         add_job = self.jobs.append
         max_payload = self.max_payload
+        # Counted in locals, stored once per chunk: monitor messages, others, dropped updates.
+        nmon = nother = ndrop = 0
         while end - start >= 16:
             cmd, size, dtype, count, p1, p2 = unpack(buf, start)
             body = start + 16
@@ -180,17 +189,28 @@ class CircuitProtocol:
             stop = body + size
             if stop > end:
                 if stop - start > BUFSIZE // 2:
+                    self._count(nmon, nother, ndrop)
                     return self._start_large((cmd, size, dtype, count, p1, p2), end - body, body)
                 break
             if cmd == 1:  # EVENT_ADD, the hot path; size 0 acknowledges EVENT_CANCEL
+                nmon += 1
                 handler = monitors.get(p2)
                 if handler is not None and size:
                     job = handler((dtype, count, p1, bytes(buf[body:stop])))
                     if job is not None:
                         add_job(job)
+                    else:
+                        ndrop += 1  # coalesced: replaced a waiting update
+                elif size:
+                    ndrop += 1  # for a subscription already cancelled
+                else:
+                    nmon -= 1  # (the acknowledgement is a message, not an update)
+                    nother += 1
             else:
+                nother += 1
                 self._message((cmd, size, dtype, count, p1, p2), bytes(buf[body:stop]))
             start = stop
+        self._count(nmon, nother, ndrop)
         if start == end:
             self._start = self._end = 0
         elif BUFSIZE - end < 65536:
@@ -200,6 +220,13 @@ class CircuitProtocol:
         else:
             self._start = start
         return False
+
+    def _count(self, updates: int, others: int, dropped: int) -> None:
+        """Add one chunk's counts to the counters."""
+        self.messages_in += updates + others
+        self.updates += updates
+        if dropped:
+            self.updates_dropped += dropped
 
     def _received_special(self, n: int) -> bool:
         if n <= 0:
@@ -217,6 +244,7 @@ class CircuitProtocol:
         assert header is not None
         self._big = self._big_header = None
         self._special = False
+        self.messages_in += 1
         # The buffer goes to its reader as is: no copy, and it may be
         # byte-swapped in place when decoded.
         self._message(header, big)
@@ -249,6 +277,10 @@ class CircuitProtocol:
             self._big, self._big_filled, self._big_header = big, have, header
         else:
             self.discarding = size - have  # a late reply nobody waits for: skip it, allocate nothing
+            self.messages_in += 1  # (counted now, skipped as it arrives)
+            if cmd == _proto.EVENT_ADD:
+                self.updates += 1
+                self.updates_dropped += 1
         self._special = True
         self._start = self._end = 0
         return self._big is not None
@@ -258,8 +290,10 @@ class CircuitProtocol:
         cmd, size, dtype, count, p1, p2 = header
         events = self._events
         if cmd == _proto.EVENT_ADD:
+            if size:
+                self.updates += 1
             if type(payload) is memoryview:
-                events.large_monitor_update(p2, (dtype, count, p1, payload))
+                events.large_monitor_update(p2, (dtype, count, p1, payload))  # (counts its drops)
             elif size:
                 handler = self.monitors.get(p2)
                 if handler is not None:
