@@ -1,4 +1,4 @@
-"""The ``caclient`` command line: get, put, monitor, info and demo.
+"""The ``caclient`` command line: get, put, monitor, info, stats and demo.
 
 Output follows EPICS base's caget/caput/camonitor/cainfo where it can.
 """
@@ -156,12 +156,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("repeater", help="run a CA repeater (127.0.0.1 unless --any)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_repeater)
+    sub.add_parser("stats", help="connect and read PVs once, then print the client's statistics", add_help=False)
     p = sub.add_parser("demo", help="start a local loopback IOC and exercise the client")
     p.add_argument("--bulk", type=int, default=1000, help="PVs in the bulk read (default 1000)")
     p.set_defaults(func=cmd_demo)
     raw = list(sys.argv[1:] if argv is None else argv)
     if raw[:1] == ["repeater"]:  # its own options, parsed by the repeater
         return cmd_repeater(argparse.Namespace(rest=raw[1:]))
+    if raw[:1] == ["stats"]:  # its own options: see caclient._stats_cli
+        from ._stats_cli import main as stats_main
+
+        return stats_main(raw[1:])
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
