@@ -16,11 +16,10 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_support import connected, open_context
+from engine_support import connected, connection_states, open_context
 
 from caclient import (
     CallbackStatistics,
@@ -238,7 +237,7 @@ def test_unknown_name_is_unanswered_and_searched_again(ctx: Context, ioc: IOCHan
     assert after.replies == before.replies
 
 
-def test_reconnect_counted_after_an_ioc_restart(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_reconnect_counted_after_an_ioc_restart(caplog: pytest.LogCaptureFixture) -> None:
     port, _ = free_port_pair()
     env = loopback_env(server_port=port)
     ioc = EpicsIOC()
@@ -249,16 +248,11 @@ def test_reconnect_counted_after_an_ioc_restart(tmp_path: Path, caplog: pytest.L
             pv = connected(ctx, ioc.pv("ai"))
             pv.read()
             assert circuit_of(ctx, pv).reconnects == 0
-            lost = threading.Event()
-            back = threading.Event()
-            pv.connection_state_callback.add_callback(
-                lambda p, state: (lost if state == "disconnected" else back).set()
-            )
-            back.clear()
+            states = connection_states(pv)
             ioc.stop()
-            assert lost.wait(20)
+            assert states.get(timeout=20) == "disconnected"
             ioc.start(port=port)
-            assert back.wait(30)
+            assert states.get(timeout=30) == "connected"
             pv.read()
             s = circuit_of(ctx, pv)
             assert s.reconnects == 1
