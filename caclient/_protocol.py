@@ -166,10 +166,14 @@ class CircuitProtocol:
         end = self._end = self._end + n
         unpack = _proto.HEADER.unpack_from
         monitors = self.monitors
-        add_job = self.jobs.append
+        jobs = self.jobs
+        add_job = jobs.append
         max_payload = self.max_payload
-        # Counted in locals, stored once per chunk: monitor messages, others, dropped updates.
-        nmon = nother = ndrop = 0
+        # Counted once per chunk, nothing per delivered update: those are the
+        # jobs added here less the jobs of other messages; the other messages
+        # and the dropped updates are counted as they come (colder paths).
+        njobs = len(jobs)
+        nother = ndrop = other_jobs = 0
         while end - start >= 16:
             cmd, size, dtype, count, p1, p2 = unpack(buf, start)
             body = start + 16
@@ -189,11 +193,10 @@ class CircuitProtocol:
             stop = body + size
             if stop > end:
                 if stop - start > BUFSIZE // 2:
-                    self._count(nmon, nother, ndrop)
+                    self._count(len(jobs) - njobs - other_jobs, nother, ndrop)
                     return self._start_large((cmd, size, dtype, count, p1, p2), end - body, body)
                 break
             if cmd == 1:  # EVENT_ADD, the hot path; size 0 acknowledges EVENT_CANCEL
-                nmon += 1
                 handler = monitors.get(p2)
                 if handler is not None and size:
                     job = handler((dtype, count, p1, bytes(buf[body:stop])))
@@ -204,13 +207,14 @@ class CircuitProtocol:
                 elif size:
                     ndrop += 1  # for a subscription already cancelled
                 else:
-                    nmon -= 1  # (the acknowledgement is a message, not an update)
-                    nother += 1
+                    nother += 1  # (the acknowledgement is a message, not an update)
             else:
                 nother += 1
+                before = len(jobs)
                 self._message((cmd, size, dtype, count, p1, p2), bytes(buf[body:stop]))
+                other_jobs += len(jobs) - before
             start = stop
-        self._count(nmon, nother, ndrop)
+        self._count(len(jobs) - njobs - other_jobs, nother, ndrop)
         if start == end:
             self._start = self._end = 0
         elif BUFSIZE - end < 65536:
@@ -221,10 +225,10 @@ class CircuitProtocol:
             self._start = start
         return False
 
-    def _count(self, updates: int, others: int, dropped: int) -> None:
+    def _count(self, delivered: int, others: int, dropped: int) -> None:
         """Add one chunk's counts to the counters."""
-        self.messages_in += updates + others
-        self.updates += updates
+        self.messages_in += delivered + dropped + others
+        self.updates += delivered + dropped
         if dropped:
             self.updates_dropped += dropped
 
