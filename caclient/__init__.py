@@ -24,6 +24,7 @@ from ._errors import (
 from ._proto import DBE_ALARM, DBE_LOG, DBE_PROPERTY, DBE_VALUE
 from ._pv import PV
 from ._response import ReadResponse, WriteResponse
+from ._stats import CallbackStatistics, CircuitStatistics, SearchStatistics, Statistics
 from ._subscription import Subscription
 
 __version__ = "0.1.0"
@@ -34,7 +35,9 @@ __all__ = [
     "BlockingCallError",
     "CAError",
     "CATimeoutError",
+    "CallbackStatistics",
     "ChannelType",
+    "CircuitStatistics",
     "Config",
     "Context",
     "ContextClosedError",
@@ -48,6 +51,8 @@ __all__ = [
     "ProtocolError",
     "ReadResponse",
     "RemoteError",
+    "SearchStatistics",
+    "Statistics",
     "Subscription",
     "WriteResponse",
 ]

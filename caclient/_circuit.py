@@ -31,10 +31,19 @@ loops) never write the socket: their sends always go to the outbox, and only
 the one that finds it empty wakes the circuit thread.
 
 Locks (leaf locks, in this order: ``_flow_lock``, ``_lock``, ``_send_lock``)
-  ``_flow_lock`` guards ``_events_off``; ``send`` is called under it.
+  ``_flow_lock`` guards ``_events_off`` and ``_events_off_count``; ``send``
+  is called under it.
   ``_lock`` guards ``_state``, ``_channels`` (cid → PV), ``_ioids``
-  (ioid → Pending), ``_subs`` (subid → Subscription) and ``_queued_creates``.
-  ``_send_lock`` guards ``_outbox`` and writes to the socket.
+  (ioid → Pending), ``_subs`` (subid → Subscription), ``_queued_creates``
+  and the timed read ``_probe_ioid``/``_probe_sent``.
+  ``_send_lock`` guards ``_outbox``, writes to the socket and the send
+  counters ``_messages_out``/``_bytes_out``.
+
+Statistics (:meth:`statistics`): the receive counters are the protocol's,
+written by the circuit thread once per chunk; the send counters are counted
+under ``_send_lock``, which every send takes anyway; round trips go to a
+:class:`~caclient._stats.LatencyRing` written only by the circuit thread
+(one read in flight at a time is timed, and the ECHO heartbeat).
 
 Shutdown: :meth:`close` marks the circuit closing and wakes the thread, which
 fails what is pending with :class:`DisconnectedError`, tells its channels and
@@ -60,6 +69,7 @@ from ._errors import DisconnectedError, ProtocolError, RemoteError, eca_message
 from ._protocol import CircuitProtocol, Reply
 from ._pv import PV
 from ._response import ReadResponse
+from ._stats import CircuitStatistics, LatencyRing, names_for_log
 from ._subscription import Subscription
 from ._sync import IOThread, Pending, Wakeup
 
@@ -98,6 +108,12 @@ class Circuit:
         self._closing = False
         self._cids = itertools.count(1)
         self._events_off = False
+        self._events_off_count = 0  # guarded by _flow_lock
+        self._messages_out = 0  # guarded by _send_lock
+        self._bytes_out = 0  # guarded by _send_lock
+        self._probe_ioid = 0  # the read being timed (guarded by _lock; 0: none)
+        self._probe_sent = 0.0
+        self._latency = LatencyRing()  # (circuit thread writes)
         self.ever_connected = False  # set by the circuit thread once the TCP connection is up
         self._connected_some = False  # (circuit thread) channels connected in the chunk being handled
         config = context.config
@@ -122,6 +138,25 @@ class Circuit:
     @property
     def closed(self) -> bool:
         return self._state == CLOSED
+
+    def statistics(self, reconnects: int = 0) -> CircuitStatistics:
+        """A snapshot of this circuit's counters (see :class:`~caclient._stats.CircuitStatistics`)."""
+        protocol = self._protocol
+        with self._lock:
+            channels = len(self._channels)
+            subscriptions = len(self._subs)
+            state = self._state
+        with self._send_lock:
+            messages_out, bytes_out = self._messages_out, self._bytes_out
+        p50, p99 = self._latency.percentiles()
+        updates, dropped = protocol.updates, protocol.updates_dropped
+        # (positional, in the field order of CircuitStatistics)
+        return CircuitStatistics(
+            self.address, self.priority, state, channels, subscriptions, messages_out, bytes_out,
+            protocol.messages_in, protocol.bytes_in, max(0, updates - dropped), dropped,
+            self._events_off_count, self._events_off, self._latency.count, p50, p99, reconnects,
+            max(0.0, time.monotonic() - self.last_heard),
+        )  # fmt: skip
 
     # -- requests from other threads ---------------------------------------------------
     def create_channels(self, pvs: list[PV]) -> list[int]:
@@ -155,7 +190,7 @@ class Circuit:
                 self._queued_creates.extend(msgs)
                 msgs = []
         if msgs:
-            self.send(b"".join(msgs))
+            self.send(b"".join(msgs), messages=len(msgs))
         return cids
 
     def forget_channel(self, cid: int, sid: int | None) -> None:
@@ -175,6 +210,9 @@ class Circuit:
                     f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address
                 )
             self._ioids[ioid] = pending
+            if self._probe_ioid not in self._ioids:  # none in flight: time this one
+                self._probe_ioid = ioid
+                self._probe_sent = time.monotonic()
 
     def cancel_io(self, ioid: int) -> None:
         """Forget a pending operation (its late reply will be dropped)."""
@@ -191,11 +229,12 @@ class Circuit:
             self._subs.pop(subid, None)
             self._monitors.pop(subid, None)
 
-    def send(self, *chunks: bytes | memoryview) -> None:
+    def send(self, *chunks: bytes | memoryview, messages: int = 1) -> None:
         """Queue *chunks* (one message, or several in order) without blocking.
 
         See the module docstring.  Large payloads are passed as their own
-        chunk so they are never copied into a joined buffer.
+        chunk so they are never copied into a joined buffer.  *messages* is
+        how many CA messages the chunks hold (for the statistics).
         """
         wake = False
         with self._send_lock:
@@ -203,6 +242,8 @@ class Circuit:
                 raise DisconnectedError(
                     f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address
                 )
+            self._messages_out += messages
+            self._bytes_out += len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))
             sock = self._sock
             if self._outbox or sock is None:
                 self._outbox.extend(chunks)
@@ -236,6 +277,7 @@ class Circuit:
         """Ask the server to stop sending monitor updates (EVENTS_OFF)."""
         with self._flow_lock:
             self._events_off = True
+            self._events_off_count += 1
             self.send(_proto.events_off())
 
     def events_on(self) -> None:
@@ -297,9 +339,22 @@ class Circuit:
             if self._state == CONNECTING:
                 self._state = READY
         with self._send_lock:
-            self._outbox.appendleft(hello + b"".join(creates))
+            first = hello + b"".join(creates)
+            self._outbox.appendleft(first)
+            self._messages_out += 3 + len(creates)
+            self._bytes_out += len(first)
             self._sock = sock
         self.last_heard = time.monotonic()
+        if log.isEnabledFor(logging.DEBUG):
+            with self._lock:
+                names = names_for_log(self._channels.values())
+            log.debug(
+                "circuit connected to %s:%d priority %d (%d channels waiting: %s)",
+                *self.address,
+                self.priority,
+                len(creates),
+                names,
+            )
 
     def _flush(self) -> None:
         sock = self._sock
@@ -368,8 +423,10 @@ class Circuit:
                     break  # (a spurious wake-up, or the socket is drained)
                 if n == 0:
                     raise ConnectionResetError("server closed the connection")
-                self.last_heard = time.monotonic()
-                echo_sent = None
+                self.last_heard = now = time.monotonic()
+                if echo_sent is not None:
+                    self._latency.add(now - echo_sent)
+                    echo_sent = None
                 more = protocol.received(n)
                 self._after_chunk()
                 if not more:
@@ -391,6 +448,7 @@ class Circuit:
                 if self._events_off:
                     return
                 self._events_off = True
+                self._events_off_count += 1
                 log.debug("callback backlog %d: EVENTS_OFF to %s:%d", backlog, *self.address)
                 try:
                     self.send(_proto.events_off())
@@ -408,15 +466,21 @@ class Circuit:
     # -- protocol events (circuit thread; see CircuitEvents) -----------------------------
     def large_monitor_update(self, subid: int, reply: tuple[int, int, int, memoryview]) -> None:
         sub = self._subs.get(subid)
+        job = None
         if sub is not None:
             # A payload of its own: decoded in place, once, by one response.
             job = sub._on_response(ReadResponse(reply[0], reply[1], reply[2], reply[3], self._encoding))
-            if job is not None:
-                self._jobs.append(job)
+        if job is not None:
+            self._jobs.append(job)
+        else:
+            self._protocol.updates_dropped += 1
 
     def io_reply(self, ioid: int, reply: Reply) -> None:
         with self._lock:
             pending = self._ioids.pop(ioid, None)
+            sent = self._probe_sent if ioid == self._probe_ioid else 0.0
+        if sent and pending is not None and reply[3]:  # (a read: a write's reply has no payload)
+            self._latency.add(time.monotonic() - sent)
         if pending is None:
             log.debug("dropping late reply (ioid %d)", ioid)
             return
@@ -436,6 +500,8 @@ class Circuit:
             return
         self._connected_some = True
         self._jobs.extend(jobs)
+        if pv is not None and log.isEnabledFor(logging.DEBUG):
+            log.debug("channel %s connected on %s:%d (sid %d)", pv.name, *self.address, sid)
 
     def access_rights(self, cid: int, rights: int) -> None:
         pv = self._channels.get(cid)
@@ -519,6 +585,16 @@ class Circuit:
             self._ioids.clear()
             self._subs.clear()
             self._monitors.clear()
+        if log.isEnabledFor(logging.DEBUG):
+            why = "closed by the client" if reason is None else (str(reason) or type(reason).__name__)
+            log.debug(
+                "circuit disconnected from %s:%d priority %d: %s (%d channels: %s)",
+                *self.address,
+                self.priority,
+                why,
+                len(channels),
+                names_for_log(channels),
+            )
         with self._send_lock:
             self._closing = True
             self._outbox.clear()

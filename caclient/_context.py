@@ -37,7 +37,7 @@ caller threads              their own Pending ops and       their own Pending (w
 
 Rules (lock order, from outermost)
   1. ``Context._lock`` guards ``_pvs``, ``_circuits``, ``_closed``,
-     ``_connect_backoff``.
+     ``_connect_backoff``, ``_circuits_lost``.
   2. ``PV._lock`` (see ``_pv``), which the PV's subscriptions and callback
      handlers use as theirs (``Subscription._lock`` is the same lock: one
      per PV keeps thousands of PVs small).
@@ -109,6 +109,7 @@ from ._dispatch import Dispatcher
 from ._errors import CAError, ContextClosedError, DisconnectedError
 from ._pv import PV
 from ._response import ReadResponse, WriteResponse
+from ._stats import CallbackStatistics, Statistics
 from ._sync import Deadline, ensure_not_io_thread
 from ._udp import UdpSearcher
 
@@ -186,6 +187,8 @@ class Context:
         self._queue_only_threads: frozenset[int] = frozenset()
         self._queue_only_counts: dict[int, int] = {}
         self._connect_backoff: dict[Address, float] = {}  # guarded by _lock
+        # (server, priority) → connected circuits that closed: the reconnect counts (guarded by _lock)
+        self._circuits_lost: dict[tuple[Address, int], int] = {}
         self._dispatcher = Dispatcher(max_workers)
         try:
             self._udp = UdpSearcher(self.config, self._on_found, encoding, self.host_name, self.client_name)
@@ -220,6 +223,38 @@ class Context:
         """The open circuits (one per server and priority)."""
         with self._lock:
             return list(self._circuits.values())
+
+    def statistics(self) -> Statistics:
+        """A snapshot of the engine's counters: per circuit, search, callbacks.
+
+        Cheap enough to call often (it copies counters; nothing on the data
+        path is locked for it).  See :doc:`/statistics`.
+
+        Returns
+        -------
+        Statistics
+            Frozen records: ``Statistics.circuits`` (a
+            :class:`CircuitStatistics` per open circuit: messages and bytes
+            in and out, monitor updates delivered and dropped, EVENTS_OFF
+            count, round-trip p50/p99, reconnects),
+            ``Statistics.search`` (:class:`SearchStatistics`: searches
+            sent, unanswered names, beacon anomalies) and
+            ``Statistics.callbacks`` (:class:`CallbackStatistics`: the
+            callback backlog and its high-water mark).
+        """
+        with self._lock:
+            circuits = list(self._circuits.items())
+            lost = dict(self._circuits_lost)
+            pvs = [pv for entry in self._pvs.values() for pv in _each(entry)]
+        searching = list({pv.name for pv in pvs if pv.state == "searching"})
+        records = [circuit.statistics(lost.get(key, 0)) for key, circuit in circuits]
+        records.sort(key=lambda r: (r.server, r.priority))
+        d = self._dispatcher.statistics()
+        return Statistics(
+            circuits=tuple(records),
+            search=self._udp.statistics(searching),
+            callbacks=CallbackStatistics(d.workers, d.backlog, d.backlog_high_water, d.jobs_run, d.errors),
+        )
 
     def get_pvs(
         self,
@@ -488,6 +523,7 @@ class Context:
             # A server that answers searches but refuses connections is tried
             # again after a growing pause (0.5 s doubling to 30 s), not at once.
             if circuit.ever_connected:
+                self._circuits_lost[key] = self._circuits_lost.get(key, 0) + 1
                 self._connect_backoff.pop(circuit.address, None)
                 delay = 0.0
             else:

@@ -16,7 +16,8 @@ Threads
 
 Locks
   ``_lock`` (a leaf lock, guarded through ``_cond``) guards ``_queues``,
-  ``_ready``, ``_spare``, ``_epoch``, ``_backlog``, ``_closed`` and
+  ``_ready``, ``_spare``, ``_epoch``, ``_backlog``, ``_backlog_high``
+  (its high-water mark, updated once per submission), ``_closed`` and
   ``_drain_watch``.  Jobs run with no
   lock held.  A key is at any moment in exactly one of: absent, in ``_ready``,
   or held by one worker — that is what keeps per-key order.
@@ -74,6 +75,7 @@ class DispatcherStatistics:
     keys_waiting: int
     jobs_run: int
     errors: int
+    backlog_high_water: int = 0  #: the largest backlog seen
 
 
 class Dispatcher:
@@ -97,6 +99,7 @@ class Dispatcher:
         self._epoch = 0  # bumped when shutdown(cancel_pending=True) drops every queue
         self._ready: deque[object] = deque()
         self._backlog = 0
+        self._backlog_high = 0
         self._closed = False
         self._jobs_run = 0
         self._errors = 0
@@ -123,6 +126,8 @@ class Dispatcher:
                 self._ready.append(key)
                 self._cond.notify()
             self._backlog += 1
+            if self._backlog > self._backlog_high:
+                self._backlog_high = self._backlog
 
     def _enqueue(self, job: JobTuple) -> bool:
         # Under _lock: queue *job* behind its key's; True when the key is new
@@ -164,10 +169,12 @@ class Dispatcher:
                 elif enqueue(job):
                     ready.append(key)
                     new_keys += 1
-            self._backlog += n
+            backlog = self._backlog = self._backlog + n
+            if backlog > self._backlog_high:
+                self._backlog_high = backlog
             if new_keys:
                 self._cond.notify(new_keys)
-            return self._backlog
+            return backlog
 
     def watch_drain(self, low_water: int, fn: Callable[[], None]) -> None:
         """Call *fn* once (on a worker, no lock held) when the backlog falls to *low_water*."""
@@ -189,7 +196,7 @@ class Dispatcher:
     def statistics(self) -> DispatcherStatistics:
         with self._cond:
             return DispatcherStatistics(
-                len(self._threads), self._backlog, len(self._ready), self._jobs_run, self._errors
+                len(self._threads), self._backlog, len(self._ready), self._jobs_run, self._errors, self._backlog_high
             )
 
     # -- workers -------------------------------------------------------------------

@@ -113,7 +113,7 @@ def _send_reads(
             sent.append((i, pv, circuit, ioid, pending))
     for circuit, msgs in bursts.items():
         try:
-            circuit.send(b"".join(msgs))
+            circuit.send(b"".join(msgs), messages=len(msgs))
         except DisconnectedError:
             pass  # its pendings fail through the circuit's shutdown
 
@@ -169,6 +169,7 @@ def _send_writes(
     command = _proto.WRITE_NOTIFY if wait else _proto.WRITE
     bursts: dict[Circuit, list[bytes | memoryview]] = {}
     unconfirmed: dict[Circuit, list[int]] = {}
+    writes: dict[Circuit, int] = {}  # messages per circuit (for its statistics)
     for pv in batch:
         circuit, sid = pv._link()
         for i in slots[pv]:
@@ -196,6 +197,7 @@ def _send_writes(
             else:
                 unconfirmed.setdefault(circuit, []).append(i)
             bursts.setdefault(circuit, []).extend(_proto.write_chunks(command, dtype, count, sid, ioid, payload))
+            writes[circuit] = writes.get(circuit, 0) + 1
     for circuit, chunks in bursts.items():
         # Small messages are joined; large payloads stay chunks of their own
         # (no copy), a bounded number per send.
@@ -213,7 +215,7 @@ def _send_writes(
             parts.append(bytes(small))
         try:
             for start in range(0, len(parts), 256):
-                circuit.send(*parts[start : start + 256])
+                circuit.send(*parts[start : start + 256], messages=writes[circuit] if start == 0 else 0)
         except DisconnectedError as exc:
             for i in unconfirmed.get(circuit, ()):
                 results[i] = exc  # (waited writes fail through the circuit's shutdown)

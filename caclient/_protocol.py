@@ -123,6 +123,12 @@ class CircuitProtocol:
         self._big_header: tuple[int, int, int, int, int, int] | None = None
         self.discarding = 0  # bytes of an unwanted large message still to skip
         self._special = False  # a large message is being filled or skipped
+        # Counters (written by the circuit thread once per chunk, read by anyone;
+        # a dropped large update is counted by the sink): see caclient._stats.
+        self.bytes_in = 0
+        self.messages_in = 0
+        self.updates = 0  # EVENT_ADD messages with data
+        self.updates_dropped = 0
 
     def __repr__(self) -> str:
         state = "large" if self._big is not None else ("skipping" if self.discarding else "framing")
@@ -151,6 +157,7 @@ class CircuitProtocol:
         Returns True while a large message's own buffer is being filled, when
         reading on at once (without waiting for ``select``) saves a round.
         """
+        self.bytes_in += n
         if self._special:
             return self._received_special(n)
         # Framing: every whole message in the buffer (inlined: this runs per chunk).
@@ -158,8 +165,14 @@ class CircuitProtocol:
         end = self._end = self._end + n
         unpack = _proto.HEADER.unpack_from
         monitors = self.monitors
-        add_job = self.jobs.append
+        jobs = self.jobs
+        add_job = jobs.append
         max_payload = self.max_payload
+        # Counted once per chunk, nothing per delivered update: those are the
+        # jobs added here less the jobs of other messages; the other messages
+        # and the dropped updates are counted as they come (colder paths).
+        njobs = len(jobs)
+        nother = ndrop = other_jobs = 0
         while end - start >= 16:
             cmd, size, dtype, count, p1, p2 = unpack(buf, start)
             body = start + 16
@@ -179,6 +192,7 @@ class CircuitProtocol:
             stop = body + size
             if stop > end:
                 if stop - start > BUFSIZE // 2:
+                    self._count(len(jobs) - njobs - other_jobs, nother, ndrop)
                     return self._start_large((cmd, size, dtype, count, p1, p2), end - body, body)
                 break
             if cmd == 1:  # EVENT_ADD, the hot path; size 0 acknowledges EVENT_CANCEL
@@ -187,9 +201,19 @@ class CircuitProtocol:
                     job = handler((dtype, count, p1, bytes(buf[body:stop])))
                     if job is not None:
                         add_job(job)
+                    else:
+                        ndrop += 1  # coalesced: replaced a waiting update
+                elif size:
+                    ndrop += 1  # for a subscription already cancelled
+                else:
+                    nother += 1  # (the acknowledgement is a message, not an update)
             else:
+                nother += 1
+                before = len(jobs)
                 self._message((cmd, size, dtype, count, p1, p2), bytes(buf[body:stop]))
+                other_jobs += len(jobs) - before
             start = stop
+        self._count(len(jobs) - njobs - other_jobs, nother, ndrop)
         if start == end:
             self._start = self._end = 0
         elif BUFSIZE - end < 65536:
@@ -199,6 +223,13 @@ class CircuitProtocol:
         else:
             self._start = start
         return False
+
+    def _count(self, delivered: int, others: int, dropped: int) -> None:
+        """Add one chunk's counts to the counters."""
+        self.messages_in += delivered + dropped + others
+        self.updates += delivered + dropped
+        if dropped:
+            self.updates_dropped += dropped
 
     def _received_special(self, n: int) -> bool:
         if n <= 0:
@@ -216,6 +247,7 @@ class CircuitProtocol:
         assert header is not None
         self._big = self._big_header = None
         self._special = False
+        self.messages_in += 1
         # The buffer goes to its reader as is: no copy, and it may be
         # byte-swapped in place when decoded.
         self._message(header, big)
@@ -248,6 +280,10 @@ class CircuitProtocol:
             self._big, self._big_filled, self._big_header = big, have, header
         else:
             self.discarding = size - have  # a late reply nobody waits for: skip it, allocate nothing
+            self.messages_in += 1  # (counted now, skipped as it arrives)
+            if cmd == _proto.EVENT_ADD:
+                self.updates += 1
+                self.updates_dropped += 1
         self._special = True
         self._start = self._end = 0
         return self._big is not None
@@ -257,8 +293,10 @@ class CircuitProtocol:
         cmd, size, dtype, count, p1, p2 = header
         events = self._events
         if cmd == _proto.EVENT_ADD:
+            if size:
+                self.updates += 1
             if type(payload) is memoryview:
-                events.large_monitor_update(p2, (dtype, count, p1, payload))
+                events.large_monitor_update(p2, (dtype, count, p1, payload))  # (counts its drops)
             elif size:
                 handler = self.monitors.get(p2)
                 if handler is not None:

@@ -55,6 +55,8 @@ class SearchScheduler:
     _heap: list[tuple[float, int, int]] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _resume: float = float("-inf")  # after a full burst, nothing goes out before this
+    #: Name searches put in datagrams so far, each retry counted.
+    searches_sent: int = 0
 
     def __len__(self) -> int:
         return len(self._by_name)
@@ -160,8 +162,12 @@ class SearchScheduler:
             return max(due, self._resume)
         return None
 
-    def datagrams(self, now: float) -> list[bytes]:
-        """Build the datagrams due at *now* (at most ``burst``), advancing backoff."""
+    def datagrams(self, now: float, names: list[list[str]] | None = None) -> list[bytes]:
+        """Build the datagrams due at *now* (at most ``burst``), advancing backoff.
+
+        With *names*, the names in each datagram are appended to it as one
+        list per datagram (for a log line).
+        """
         out: list[bytes] = []
         if now < self._resume:
             return out
@@ -187,7 +193,12 @@ class SearchScheduler:
             heapq.heappop(heap)
             current.append(msg)
             size += len(msg)
+            if names is not None:
+                if len(names) <= len(out):
+                    names.append([])
+                names[len(out)].append(entry.name)
             entry.tries += 1
+            self.searches_sent += 1
             entry.due = now + entry.interval
             entry.interval = min(entry.interval * 2, self.max_interval)
             self._push(entry)

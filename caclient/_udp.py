@@ -13,7 +13,10 @@ batch of search replies is reported to the Context through
 the Context must not block in it.
 
 Locks
-  ``_lock`` guards ``_inbox`` and ``_closed`` only (a leaf lock).
+  ``_lock`` guards ``_inbox`` and ``_closed`` only (a leaf lock).  The
+  counters (``datagrams_sent``, ``replies``, ``duplicate_replies``,
+  ``beacons``, ``beacon_anomalies``, the scheduler's ``searches_sent``) are
+  plain ints written only by this thread; :meth:`statistics` reads them.
 
 First reply wins: once a name is answered its later replies are compared with
 the first, and a reply from a different server logs one warning per name.
@@ -44,6 +47,7 @@ from ._beacons import BeaconTracker
 from ._config import Address, Config
 from ._nameservers import NameServerLink
 from ._search import SearchScheduler
+from ._stats import SearchStatistics
 from ._sync import IOThread, Wakeup
 
 log = logging.getLogger("caclient.search")
@@ -82,6 +86,10 @@ class UdpSearcher:
         self._targets: list[Address] = []
         self._beacons = BeaconTracker()
         self.beacon_anomalies = 0
+        self.beacons = 0
+        self.datagrams_sent = 0
+        self.replies = 0
+        self.duplicate_replies = 0
         self.repeater_registered = False
         self._register_tries = 0
         self._next_register = 0.0
@@ -118,6 +126,20 @@ class UdpSearcher:
             self._inbox.append((what, names, delay))
         if wake:
             self._wakeup.wake()
+
+    def statistics(self, unanswered_names: list[str]) -> SearchStatistics:
+        """A snapshot of the search counters; *unanswered_names* come from the Context's PVs."""
+        return SearchStatistics(
+            searches_sent=self._scheduler.searches_sent,
+            datagrams_sent=self.datagrams_sent,
+            replies=self.replies,
+            duplicate_replies=self.duplicate_replies,
+            unanswered=len(unanswered_names),
+            unanswered_names=tuple(sorted(unanswered_names)[:100]),
+            beacons=self.beacons,
+            beacon_anomalies=self.beacon_anomalies,
+            repeater_registered=self.repeater_registered,
+        )
 
     @property
     def unanswered(self) -> int:
@@ -195,7 +217,11 @@ class UdpSearcher:
                         sched.cancel(name)
             for link in self._links:
                 link.maybe_connect(now)
-            for datagram in sched.datagrams(now):
+            sent: list[list[str]] | None = [] if log.isEnabledFor(logging.DEBUG) else None
+            for i, datagram in enumerate(sched.datagrams(now, sent)):
+                self.datagrams_sent += 1
+                if sent is not None:
+                    log.debug("search sent to %s for %d names: %s", self._where(), len(sent[i]), " ".join(sent[i]))
                 for target in self._targets:
                     try:
                         sock.sendto(datagram, target)
@@ -227,6 +253,12 @@ class UdpSearcher:
                 self._receive()
             if self._links:
                 self._serve_links(readable, writable)
+
+    def _where(self) -> str:
+        """Where searches go, for a log line."""
+        where = [f"{host}:{port}" for host, port in self._targets]
+        where += [f"name server {link.address[0]}:{link.address[1]}" for link in self._links]
+        return ", ".join(where) or "nowhere"
 
     def _serve_links(self, readable: list[socket.socket], writable: list[socket.socket]) -> None:
         now = time.monotonic()
@@ -277,6 +309,7 @@ class UdpSearcher:
                 self._found(p2, (ip, dtype), minor, found)
             elif cmd == _proto.RSRV_IS_UP:
                 ip = addr[0] if p2 in (0, 0xFFFFFFFF) else socket.inet_ntoa(p2.to_bytes(4, "big"))
+                self.beacons += 1
                 if self._beacons.observe((ip, count), p1, time.monotonic()):
                     self.beacon_anomalies += 1
                     log.debug("beacon anomaly from %s:%d: searching again", ip, count)
@@ -317,6 +350,7 @@ class UdpSearcher:
     def _found(self, search_id: int, address: Address, minor: int, found: list[tuple[str, Address, int]]) -> None:
         name = self._scheduler.answered(search_id)
         if name is None:
+            self.duplicate_replies += 1
             first = self._answers.get(search_id)
             if first is not None and first[1] != address and first[0] not in self._warned:
                 self._warned.add(first[0])
@@ -334,3 +368,6 @@ class UdpSearcher:
         if len(self._answers) > _REMEMBER_ANSWERS:
             del self._answers[next(iter(self._answers))]
         found.append((name, address, minor))
+        self.replies += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("found %s on %s:%d (protocol 4.%d)", name, address[0], address[1], minor)

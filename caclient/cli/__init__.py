@@ -28,6 +28,7 @@ commands (options and output as EPICS base's tools; '<command> -h' for help):
   monitor   camonitor: print PV updates until interrupted
   info      cainfo: connection details of PVs
   repeater  caRepeater: the CA repeater (127.0.0.1 unless --any)
+  stats     connect and read PVs once, then print the client's statistics
   demo      start a private loopback IOC and exercise the client [--bulk N]
 """
 
@@ -88,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "demo":
         return _demo(rest)
+    if command == "stats":
+        from .._stats_cli import main as stats_main
+
+        return stats_main(rest)
     module = COMMANDS.get(command)
     if module is None:
         sys.stderr.write(f"python -m caclient: unknown command {command!r}\n{_USAGE}")

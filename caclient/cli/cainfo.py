@@ -76,8 +76,13 @@ def client_status(ctx: Any, level: int) -> str:
 
     lines = [f"caclient {__version__} Channel Access client, CA protocol version 4.13", f"    {ctx!r}"]
     if level > 0:
-        for circuit in ctx.circuits:
-            lines.append(f"    circuit to {circuit.address[0]}:{circuit.address[1]} priority {circuit.priority}")
+        from .._stats_cli import circuit_detail, search_detail
+
+        stats = ctx.statistics()
+        for circuit in stats.circuits:
+            lines.append(circuit_detail(circuit, indent="        ").replace("Circuit to", "    circuit to", 1))
+        if level > 1:
+            lines.append("    " + search_detail(stats.search, indent="        "))
     return "\n".join(lines) + "\n"
 
 
