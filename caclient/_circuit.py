@@ -148,6 +148,7 @@ class Circuit:
         self._subs: dict[int, Subscription] = {}
         self._queued_creates: list[bytes] = []
         self._outbox: deque[bytes | memoryview] = deque()
+        self._handoff: deque[tuple[bytes | memoryview, ...]] = deque()  # messages left for the send-lock holder
         self._sock: socket.socket | None = None
         self._wakeup = Wakeup()
         self._closing = False
@@ -274,34 +275,86 @@ class Circuit:
             self._wakeup.wake()
 
     def send_then_lead(self, *chunks: bytes | memoryview) -> None:
-        """:meth:`send` for a caller that calls :meth:`lead` next (it sees to the reply itself)."""
+        """:meth:`send` for a caller that calls :meth:`lead` next (it sees to the reply itself).
+
+        Combining: a thread that finds ``_send_lock`` taken does not wait
+        for it; it hands its message over (``_handoff``) and the holder
+        sends it with its own, in one system call, after or before releasing
+        (see :meth:`_send_handed_off`).  Several threads' requests thus
+        coalesce into fewer sends, and no sender sleeps on the lock.
+        """
+        if self._closing or self._state == CLOSED:
+            raise DisconnectedError(f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address)
+        lock = self._send_lock
+        if not lock.acquire(blocking=False):
+            self._handoff.append(chunks)
+            if not lock.acquire(blocking=False):
+                return  # the holder sends it (it looks at _handoff after releasing)
+            chunks = ()  # ours is in _handoff now, in its place in the order
+        try:
+            wake = self._send_locked(chunks)
+        finally:
+            lock.release()
+        if self._handoff:
+            wake = self._send_handed_off() or wake
+        if wake:
+            self._wakeup.wake()
+
+    def _send_handed_off(self) -> bool:
+        """After releasing ``_send_lock``: send what other threads handed over meanwhile."""
         wake = False
-        with self._send_lock:
-            if self._closing or self._state == CLOSED:
+        lock = self._send_lock
+        while self._handoff and lock.acquire(blocking=False):
+            try:
+                wake = self._send_locked(()) or wake
+            finally:
+                lock.release()
+        return wake
+
+    def _send_locked(self, chunks: tuple[bytes | memoryview, ...]) -> bool:
+        """(holding ``_send_lock``) Send the handed-off messages, then *chunks*; True: wake the circuit thread."""
+        own = bool(chunks)
+        handoff = self._handoff
+        if handoff:
+            parts: list[bytes | memoryview] = []
+            while handoff:
+                parts.extend(handoff.popleft())
+            chunks = (*parts, *chunks)
+        if not chunks:
+            return False
+        if self._closing or self._state == CLOSED:
+            # Requests handed over are dropped: the circuit fails their Pendings.
+            if own:
                 raise DisconnectedError(
                     f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address
                 )
-            sock = self._sock
-            if self._outbox or sock is None:
-                self._outbox.extend(chunks)
-                wake = sock is not None
+            return False
+        sock = self._sock
+        if self._outbox or sock is None:
+            self._outbox.extend(chunks)
+            return sock is not None
+        wake = False
+        try:
+            if len(chunks) == 1:
+                sent = sock.send(chunks[0])
+            elif all(len(c) < 4096 for c in chunks):
+                chunks = (b"".join(chunks),)  # several small requests: one plain send
+                sent = sock.send(chunks[0])
             else:
-                try:
-                    sent = sock.send(chunks[0]) if len(chunks) == 1 else sock.sendmsg(chunks)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    sent = 0  # the circuit thread will see the failure on its next recv
-                    wake = True
-                for chunk in chunks:
-                    if sent >= len(chunk):
-                        sent -= len(chunk)
-                        continue
-                    self._outbox.append(memoryview(chunk)[sent:] if sent else chunk)
-                    sent = 0
-                    wake = True
-        if wake:
-            self._wakeup.wake()
+                sent = sock.sendmsg(chunks)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            sent = 0  # the circuit thread will see the failure on its next recv
+            wake = True
+        for chunk in chunks:
+            if sent >= len(chunk):
+                sent -= len(chunk)
+                continue
+            self._outbox.append(memoryview(chunk)[sent:] if sent else chunk)
+            sent = 0
+            wake = True
+        return wake
 
     def events_off(self) -> None:
         """Ask the server to stop sending monitor updates (EVENTS_OFF)."""
@@ -332,6 +385,7 @@ class Circuit:
         """Ask the circuit thread to shut down; does not wait."""
         with self._send_lock:
             self._closing = True
+        self._send_handed_off()  # (drops what was handed over meanwhile)
         self._wakeup.wake()
 
     # -- the circuit thread ------------------------------------------------------------
@@ -371,32 +425,37 @@ class Circuit:
         with self._send_lock:
             self._outbox.appendleft(hello + b"".join(creates))
             self._sock = sock
+        self._send_handed_off()
         self.last_heard = time.monotonic()
 
     def _flush(self) -> None:
+        with self._send_lock:
+            self._flush_locked()
+        self._send_handed_off()
+
+    def _flush_locked(self) -> None:
         sock = self._sock
         assert sock is not None
-        with self._send_lock:
-            out = self._outbox
-            while out:
-                chunk = out[0]
-                if len(chunk) < 65536 and len(out) > 1:
-                    parts = [out.popleft()]
-                    size = len(chunk)
-                    while out and size < 65536:
-                        nxt = out.popleft()
-                        parts.append(nxt)
-                        size += len(nxt)
-                    chunk = b"".join(parts)
-                    out.appendleft(chunk)
-                try:
-                    sent = sock.send(chunk)
-                except (BlockingIOError, InterruptedError):
-                    return
-                if sent < len(chunk):
-                    out[0] = memoryview(chunk)[sent:]
-                    return
-                out.popleft()
+        out = self._outbox
+        while out:
+            chunk = out[0]
+            if len(chunk) < 65536 and len(out) > 1:
+                parts = [out.popleft()]
+                size = len(chunk)
+                while out and size < 65536:
+                    nxt = out.popleft()
+                    parts.append(nxt)
+                    size += len(nxt)
+                chunk = b"".join(parts)
+                out.appendleft(chunk)
+            try:
+                sent = sock.send(chunk)
+            except (BlockingIOError, InterruptedError):
+                return
+            if sent < len(chunk):
+                out[0] = memoryview(chunk)[sent:]
+                return
+            out.popleft()
 
     def _loop(self) -> None:
         sock = self._sock
@@ -680,6 +739,7 @@ class Circuit:
         with self._send_lock:
             self._closing = True
             self._outbox.clear()
+            self._handoff.clear()
             sock, self._sock = self._sock, None
         try:
             if sock is not None:

@@ -197,3 +197,40 @@ def test_requests_that_do_not_lead_are_read_while_standing_by(spy: SelectSpy, ct
         got: queue.Queue[Any] = queue.Queue()
         pv.read(wait=False, callback=got.put)
         assert got.get(timeout=10.0).data[0] == 1.5
+
+
+def test_sends_from_many_threads_coalesce_and_keep_order(
+    ctx: Context, server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threads that find the send lock taken hand their message over; none is lost or reordered."""
+    pv = connected(ctx, "LEAD:a")
+    circuit: Circuit = pv._circuit
+    written: list[float] = []
+    real = server._tcp_message
+
+    def record(conn: Any, hdr: Any, payload: bytes) -> None:
+        if hdr[0] == 4:  # WRITE
+            written.append(struct.unpack(">d", payload[:8])[0])
+        real(conn, hdr, payload)
+
+    monkeypatch.setattr(server, "_tcp_message", record)
+    per_thread, n_threads = 100, 6
+    start = threading.Barrier(n_threads)
+
+    def writer(k: int) -> None:
+        start.wait(10.0)
+        for i in range(per_thread):
+            pv.write(float(k * 1000 + i), wait=False)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60.0)
+    assert not any(t.is_alive() for t in threads)
+    assert pv.read().data[0] == 1.5  # sent after every write, so answered after they arrived
+    assert not circuit._handoff
+    by_thread: dict[int, list[int]] = {}
+    for value in written:
+        by_thread.setdefault(int(value) // 1000, []).append(int(value) % 1000)
+    assert by_thread == {k: list(range(per_thread)) for k in range(n_threads)}
