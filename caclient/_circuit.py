@@ -16,57 +16,8 @@ comes back as a :class:`~caclient._dispatch.Job`, and the jobs of one
 received chunk go to the dispatcher together.  It never runs user code and
 never blocks on anything but ``select``.
 
-Leader/follower (who reads the socket)
-  A blocking request (``transact`` with ``wait=True``) costs two thread
-  wake-ups when the circuit thread reads the reply: the circuit thread's
-  ``select`` wakes, it completes the Pending, the caller's lock wakes.  On a
-  busy two-core machine each cross-thread wake-up is tens of microseconds,
-  more than the rest of a round trip.  So a caller that waits alone on a
-  circuit reads its own reply: it *leads*.
-
-  ``_lead_lock`` is the receive-ownership token: its holder, and only it,
-  reads the socket and feeds the :class:`~caclient._protocol.CircuitProtocol`
-  (and its ``jobs``, ``_connected_some``, ``_echo_sent``).  The circuit
-  thread holds it while it reads (also while it sleeps in ``select``).  A
-  caller that wants to lead while the circuit thread reads sets
-  ``_lead_wanted`` and waits as before; after that reply, with no other
-  request outstanding and nothing to flush, the circuit thread *stands by*
-  (``_stand_by``): it releases the token and sleeps in ``select`` on its
-  wakeup socket only, for ``STANDBY_LEASE`` at a time.  The next caller
-  (``send_then_lead`` + :meth:`lead`) takes the token without blocking,
-  waits in ``select`` on the socket and the wakeup socket, handles every
-  message it reads exactly as the circuit thread would (same ``_receive``,
-  same event methods; jobs go to the dispatcher, so a leader never runs
-  user code) until its own Pending is done.  Sequential reads then cost one
-  wake-up each: the caller's own ``select``.
-
-  The socket is never left unread while someone waits for a reply:
-  * a caller that cannot take the token (another leader holds it) has its
-    ioid in ``_ioids`` first; every holder checks ``_ioids`` after releasing
-    the token and wakes the circuit thread (or, being it, takes the token
-    back) when replies are still awaited;
-  * any other send while standing by (``wait=False`` requests, subscribe,
-    create, writes without notify) sets ``_sent_while_led`` and wakes the
-    circuit thread unless a leader holds the token (which then sees the
-    flag on release);
-  * a wake-up (close, an outbox to flush, a leader's error) makes the
-    circuit thread take the token back; a leader sees the same readable
-    wakeup socket in its ``select`` and steps down at once, then waits on
-    its Pending like any follower;
-  * a lease with no leader ends the stand-by, so monitor updates on a
-    circuit where nobody leads wait at most about two leases (~4 ms), only
-    after a burst of blocking requests.
-  A leader that hits an error on the socket or in the protocol does not
-  shut the circuit down itself: it stores the error in ``_lead_error`` and
-  wakes the circuit thread, which raises it and runs the usual shutdown.
-  The circuit thread closes the socket only while holding the token, so a
-  leader never selects on a closed descriptor.
-
-  Why this and not the alternatives: waking the waiter earlier, or a
-  cheaper one-shot completion, still leaves two wake-ups per round trip;
-  letting both threads ``select`` on the socket and race for the token
-  wakes both for every reply.  Stand-by is entered only on request and
-  left on any doubt, so the many-threads and monitor paths are unchanged.
+Leader/follower: a caller that waits alone on a circuit may read its own
+reply (see :mod:`caclient._leader`, which holds that part of this class).
 
 Flow control: past the Context's backlog mark the circuit thread sends
 EVENTS_OFF; a dispatcher worker sends EVENTS_ON once the backlog drained.
@@ -109,11 +60,12 @@ from . import _proto
 from ._config import Address
 from ._dispatch import Job, JobTuple
 from ._errors import DisconnectedError, ProtocolError, RemoteError, eca_message
+from ._leader import LeaderFollower
 from ._protocol import CircuitProtocol, Reply
 from ._pv import PV
 from ._response import ReadResponse
 from ._subscription import Subscription
-from ._sync import Deadline, IOThread, Pending, Wakeup
+from ._sync import IOThread, Pending, Wakeup
 
 if TYPE_CHECKING:
     from ._context import Context
@@ -124,11 +76,8 @@ CONNECTING = "connecting"
 READY = "ready"
 CLOSED = "closed"
 
-#: Seconds the standing-by circuit thread waits for a caller to lead before it reads again.
-STANDBY_LEASE = 0.002
 
-
-class Circuit:
+class Circuit(LeaderFollower):
     """A TCP circuit to one server at one priority (see module docstring)."""
 
     def __init__(self, context: Context, address: Address, priority: int) -> None:
@@ -164,6 +113,7 @@ class Circuit:
         self._leads = 0  # callers that led, to tell an idle stand-by from a busy one
         self._lead_error: BaseException | None = None  # what broke the circuit under a leader
         self._echo_sent: float | None = None  # (reader) when the unanswered ECHO went out
+        self._lead_select_cap = context.config.conn_tmo  # a leader's longest wait in select
         config = context.config
         # A claimed payload beyond the limit is a protocol error, never an allocation.
         self._protocol = CircuitProtocol(self, None if config.auto_array_bytes else config.max_array_bytes)
@@ -264,15 +214,6 @@ class Circuit:
         self.send_then_lead(*chunks)
         if self._standby:
             self._sent_in_standby()
-
-    def _sent_in_standby(self) -> None:
-        # A request went out while the circuit thread stands by: its reply
-        # must not go unread.  Flag first, then look: either the leader
-        # (releasing after this) sees the flag, or we see no leader and wake
-        # the circuit thread.
-        self._sent_while_led = True
-        if not self._lead_lock.locked():
-            self._wakeup.wake()
 
     def send_then_lead(self, *chunks: bytes | memoryview) -> None:
         """:meth:`send` for a caller that calls :meth:`lead` next (it sees to the reply itself).
@@ -515,82 +456,6 @@ class Circuit:
             self._after_chunk()
             if not more:
                 return
-
-    # -- leader/follower -------------------------------------------------------------------
-    def _stand_by(self, sock: socket.socket) -> None:
-        """(circuit thread, holding ``_lead_lock``) Let callers read their own replies.
-
-        Returns holding ``_lead_lock`` again, when woken (a send that needs
-        the circuit thread, close, a leader's failure) or when a whole lease
-        passed without a caller leading.
-        """
-        self._lead_wanted = False
-        self._standby = True
-        self._lead_lock.release()
-        lease_leads = -1
-        wakeup = self._wakeup
-        rlist = [wakeup.rsock]
-        while True:
-            if self._ioids or self._sent_while_led:
-                # Someone waits for a reply that no leader may read: take the
-                # socket back unless a leader holds it (it checks on release).
-                if self._lead_lock.acquire(blocking=False):
-                    break
-            readable, writable, _ = select.select(rlist, [sock] if self._outbox else [], [], STANDBY_LEASE)
-            if writable:
-                self._flush()
-            if readable or self._closing:
-                # A leader sees the same wake-up in its select and steps down.
-                self._lead_lock.acquire()
-                break
-            if self._leads != lease_leads:
-                lease_leads = self._leads  # callers are leading: stay standing by
-                continue
-            if self._lead_lock.acquire(blocking=False):
-                break
-        self._standby = False
-        self._sent_while_led = False
-        error, self._lead_error = self._lead_error, None
-        if error is not None:
-            raise error
-
-    def lead(self, pending: Pending, deadline: Deadline) -> None:
-        """(caller thread, after :meth:`send_then_lead`) Read the socket until *pending* is done.
-
-        Leads only when the circuit thread stands by and no other caller
-        leads; otherwise returns at once and *pending* is completed by
-        whoever reads.  Returns when *pending* is done, at the deadline, or
-        when the circuit thread wants the socket back.  Everything read is
-        handled exactly as the circuit thread would (same protocol object,
-        same event methods); user callbacks still go to the dispatcher.
-        """
-        if not self._standby:
-            self._lead_wanted = True  # the circuit thread stands by after this reply
-            return
-        lock = self._lead_lock
-        if not lock.acquire(blocking=False):
-            return  # a leader (or the circuit thread) reads for us
-        try:
-            sock = self._sock
-            if not self._standby or sock is None or self._closing:
-                return
-            self._leads += 1
-            rlist = [sock, self._wakeup.rsock]
-            while not pending.done():
-                timeout = deadline.remaining()
-                readable = select.select(rlist, [], [], timeout)[0]
-                if not readable or self._wakeup.rsock in readable:
-                    return  # the deadline, or the circuit thread wants the socket back
-                try:
-                    self._receive(sock)
-                except BaseException as exc:  # the circuit is broken: the circuit thread ends it
-                    self._lead_error = exc
-                    self._wakeup.wake()
-                    return
-        finally:
-            lock.release()
-            if self._ioids or self._sent_while_led:
-                self._wakeup.wake()  # others wait for replies: the circuit thread reads again
 
     def _after_chunk(self) -> None:
         """After a received chunk: wake state waiters if channels connected, queue the jobs."""

@@ -19,14 +19,14 @@ import pytest
 from engine_support import connected
 from fakeserver import FakeServer, msg
 
-import caclient._circuit as circuit_module
+import caclient._leader as leader_module
 from caclient import CATimeoutError, Context, DisconnectedError
 from caclient._circuit import Circuit
 from caclient._sync import IOThread
 
 
 class SelectSpy:
-    """Stands in for the ``select`` module in ``caclient._circuit``; notes caller-thread selects."""
+    """Stands in for the ``select`` module in ``caclient._leader``; notes caller-thread selects."""
 
     def __init__(self) -> None:
         self.leading = threading.Event()
@@ -42,9 +42,9 @@ class SelectSpy:
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> SelectSpy:
     # A stand-by that only the code under test can end.
-    monkeypatch.setattr(circuit_module, "STANDBY_LEASE", 60.0)
+    monkeypatch.setattr(leader_module, "STANDBY_LEASE", 60.0)
     s = SelectSpy()
-    monkeypatch.setattr(circuit_module, "select", s)
+    monkeypatch.setattr(leader_module, "select", s)
     return s
 
 
@@ -234,3 +234,16 @@ def test_sends_from_many_threads_coalesce_and_keep_order(
     for value in written:
         by_thread.setdefault(int(value) // 1000, []).append(int(value) % 1000)
     assert by_thread == {k: list(range(per_thread)) for k in range(n_threads)}
+
+
+def test_a_silent_server_under_a_leader_is_caught_by_the_heartbeat(spy: SelectSpy, server: FakeServer) -> None:
+    """A leader waits in select at most EPICS_CA_CONN_TMO, then the circuit thread's heartbeat takes over."""
+    env = {**server.env, "EPICS_CA_CONN_TMO": "0.3", "CACLIENT_ECHO_TIMEOUT": "0.5"}
+    with Context(env=env, timeout=5.0) as ctx:
+        pv = connected(ctx, "LEAD:a")
+        standing_by(pv)
+        server.stalled = True  # (ECHO unanswered too)
+        spy.leading.clear()
+        with pytest.raises(DisconnectedError):
+            pv.read(timeout=60.0)
+        assert spy.leading.is_set()
