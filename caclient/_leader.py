@@ -116,12 +116,15 @@ class LeaderFollower:
         lease_leads = -1
         wakeup = self._wakeup
         rlist = [wakeup.rsock]
+        # A request that came in while we decided to stand by waits for a
+        # reply that no leader may read: take the socket back unless a leader
+        # holds it (it checks on release).  Later ones wake us, or the leader
+        # holding the token sees them when it releases it.
+        check = self._ioids or self._sent_while_led
         while True:
-            if self._ioids or self._sent_while_led:
-                # Someone waits for a reply that no leader may read: take the
-                # socket back unless a leader holds it (it checks on release).
-                if self._lead_lock.acquire(blocking=False):
-                    break
+            if check and self._lead_lock.acquire(blocking=False):
+                break
+            check = False
             readable, writable, _ = select.select(rlist, [sock] if self._outbox else [], [], STANDBY_LEASE)
             if writable:
                 self._flush()
@@ -155,7 +158,8 @@ class LeaderFollower:
             return
         lock = self._lead_lock
         if not lock.acquire(blocking=False):
-            return  # a leader (or the circuit thread) reads for us
+            self._lead_wanted = True
+            return  # a leader (or the circuit thread taking the socket back) reads for us
         try:
             sock = self._sock
             if not self._standby or sock is None or self._closing:
