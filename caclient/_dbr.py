@@ -327,6 +327,9 @@ def encode_string(value: str | bytes, encoding: str) -> bytes:
     return raw.ljust(MAX_STRING_SIZE, b"\0")
 
 
+_DOUBLE = struct.Struct(">d")
+
+
 def encode_values(field: int, data: Any, encoding: str) -> tuple[bytes | memoryview, int]:
     """Encode *data* as elements of plain field type *field* (0..6).
 
@@ -355,6 +358,11 @@ def encode_values(field: int, data: Any, encoding: str) -> tuple[bytes | memoryv
                 item = str(item.item() if isinstance(item, np.generic) else item)
             parts.append(encode_string(item, encoding))
         return b"".join(parts), len(parts)
+    if field == 6 and (type(data) is float or type(data) is int):
+        try:  # the scan loop's put of one number: no numpy round trip
+            return _DOUBLE.pack(data), 1
+        except (OverflowError, struct.error):
+            pass  # (the general path says what is wrong)
     dtype = _VALUE_DTYPES[field]
     if field == 4 and isinstance(data, (str, bytes, bytearray)):
         raw = data.encode(encoding) if isinstance(data, str) else bytes(data)
