@@ -40,7 +40,19 @@ The socket is never left unread while someone waits for a reply:
   its Pending like any follower;
 * a lease with no leader ends the stand-by, so monitor updates on a
   circuit where nobody leads wait at most about two leases (~4 ms), only
-  after a burst of blocking requests.
+  after a burst of blocking requests.  The price for a lone blocking
+  request (a slow loop, one read every 10 ms) is one extra wake-up of the
+  circuit thread, its lease tick.
+
+Measured (in-process loop of 3000-5000 requests on the EPICS C IOC, two
+shared cores, A = before, B = with leading; wall rates were too noisy on
+the shared machine to compare, context switches per request are stable):
+sequential reads 4.8-5.8 -> 1.1-1.2 context switches and 62-94 -> 51-75 µs
+of process CPU per read; put(wait=True) 3.0-3.6 -> 1.6-1.9 switches;
+compat ``PV.get(use_monitor=False)`` 3.1-4.4 -> 1.1-1.3 switches and
+146-203 -> 104-122 µs CPU.  A raw blocking-socket loop on the same machine
+took 15-22 µs of CPU and 40-60 µs per round trip: what remains is Python
+on the request path (about 70 calls per read), not thread hand-offs.
 A leader that hits an error on the socket or in the protocol does not
 shut the circuit down itself: it stores the error in ``_lead_error`` and
 wakes the circuit thread, which raises it and runs the usual shutdown.
@@ -113,7 +125,7 @@ class LeaderFollower:
         self._lead_wanted = False
         self._standby = True
         self._lead_lock.release()
-        lease_leads = -1
+        lease_leads = self._leads  # a lease in which nobody leads ends the stand-by
         wakeup = self._wakeup
         rlist = [wakeup.rsock]
         # A request that came in while we decided to stand by waits for a
