@@ -188,10 +188,16 @@ class LeaderFollower:
                     return  # the deadline, silence, or the circuit thread wants the socket back
                 try:
                     self._receive(sock)
-                except BaseException as exc:  # the circuit is broken: the circuit thread ends it
+                except Exception as exc:  # the circuit is broken: the circuit thread ends it
                     self._lead_error = exc
                     self._wakeup.wake()
                     return
+                except BaseException:
+                    # Interrupted (KeyboardInterrupt) part-way through a message:
+                    # the stream position is lost, so the circuit is ended too.
+                    self._lead_error = ConnectionAbortedError("interrupted while reading from the circuit")
+                    self._wakeup.wake()
+                    raise
         finally:
             lock.release()
             if self._ioids or self._sent_while_led:

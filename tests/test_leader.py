@@ -247,3 +247,26 @@ def test_a_silent_server_under_a_leader_is_caught_by_the_heartbeat(spy: SelectSp
         with pytest.raises(DisconnectedError):
             pv.read(timeout=60.0)
         assert spy.leading.is_set()
+
+
+def test_interrupted_leader_ends_the_circuit_and_it_reconnects(
+    spy: SelectSpy, ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A KeyboardInterrupt in the middle of a message reaches the caller; the circuit starts over."""
+    pv = connected(ctx, "LEAD:a")
+    circuit = standing_by(pv)
+    real = circuit._protocol.received
+
+    def received(n: int) -> bool:
+        if not isinstance(threading.current_thread(), IOThread):
+            raise KeyboardInterrupt
+        return real(n)
+
+    monkeypatch.setattr(circuit._protocol, "received", received)
+    with pytest.raises(KeyboardInterrupt):
+        pv.read(timeout=10.0)
+    circuit.thread.join(10.0)
+    assert circuit.closed
+    pv.wait_for_connection(timeout=10.0)
+    assert pv._circuit is not circuit
+    assert pv.read().data[0] == 1.5
