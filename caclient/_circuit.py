@@ -435,12 +435,13 @@ class Circuit(LeaderFollower):
                 if self._closing:
                     return
 
-    def _receive(self, sock: socket.socket) -> None:
+    def _receive(self, sock: socket.socket, until: float | None = None) -> None:
         """Read what the socket has and report it (the reader: circuit thread or leader).
 
         One receive path for every state of the protocol (framing, a large
         message's own buffer, skipping); a large message is read on without
-        going back to select while the socket has data.
+        going back to select while the socket has data, unless *until* (a
+        leader's deadline on the monotonic clock) has passed.
         """
         protocol = self._protocol
         while True:
@@ -456,6 +457,8 @@ class Circuit(LeaderFollower):
             self._after_chunk()
             if not more:
                 return
+            if until is not None and self.last_heard >= until:
+                return  # a leader's deadline passed in a large message: the circuit thread reads on
 
     def _after_chunk(self) -> None:
         """After a received chunk: wake state waiters if channels connected, queue the jobs."""

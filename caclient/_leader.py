@@ -103,7 +103,7 @@ class LeaderFollower:
         _closing: bool
         _lead_select_cap: float
 
-        def _receive(self, sock: socket.socket) -> None: ...
+        def _receive(self, sock: socket.socket, until: float | None = None) -> None: ...
         def _flush(self) -> None: ...
 
     def _sent_in_standby(self) -> None:
@@ -181,13 +181,15 @@ class LeaderFollower:
             cap = self._lead_select_cap
             while not pending.done():
                 timeout = deadline.remaining()
+                if timeout == 0.0:
+                    return  # timed out; the reply, if it comes, is late (dropped)
                 if timeout is None or timeout > cap:
                     timeout = cap  # a long silence is the circuit thread's (heartbeat)
                 readable = select.select(rlist, [], [], timeout)[0]
                 if not readable or self._wakeup.rsock in readable:
                     return  # the deadline, silence, or the circuit thread wants the socket back
                 try:
-                    self._receive(sock)
+                    self._receive(sock, deadline.at)
                 except Exception as exc:  # the circuit is broken: the circuit thread ends it
                     self._lead_error = exc
                     self._wakeup.wake()

@@ -270,3 +270,19 @@ def test_interrupted_leader_ends_the_circuit_and_it_reconnects(
     pv.wait_for_connection(timeout=10.0)
     assert pv._circuit is not circuit
     assert pv.read().data[0] == 1.5
+
+
+def test_leader_times_out_in_the_middle_of_a_large_reply(spy: SelectSpy, epics_ioc: Any) -> None:
+    """A leader stops reading at its deadline, even inside a large message; the circuit thread reads on."""
+    import numpy as np
+
+    with Context(env=epics_ioc.env, timeout=10.0) as ctx:
+        wf = connected(ctx, epics_ioc.pv("wf1m"))
+        wf.write(np.arange(1e6), wait=True)
+        for timeout in (0.0001, 0.001):  # 8 MB cannot arrive in 1 ms (the best seen here is ~6 ms)
+            circuit = standing_by(wf)
+            with pytest.raises(CATimeoutError):
+                wf.read(timeout=timeout)
+            data = wf.read().data  # the late reply was dropped; this one is whole
+            assert data.shape == (1_000_000,) and data[-1] == 999_999.0
+            assert circuit.ready
