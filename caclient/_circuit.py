@@ -16,6 +16,9 @@ comes back as a :class:`~caclient._dispatch.Job`, and the jobs of one
 received chunk go to the dispatcher together.  It never runs user code and
 never blocks on anything but ``select``.
 
+Leader/follower: a caller that waits alone on a circuit may read its own
+reply (see :mod:`caclient._leader`, which holds that part of this class).
+
 Flow control: past the Context's backlog mark the circuit thread sends
 EVENTS_OFF; a dispatcher worker sends EVENTS_ON once the backlog drained.
 Both change ``_events_off`` and queue their message under ``_flow_lock``, so
@@ -30,7 +33,10 @@ registered with ``Context._add_queue_only_thread`` (caclient.asyncio's event
 loops) never write the socket: their sends always go to the outbox, and only
 the one that finds it empty wakes the circuit thread.
 
-Locks (leaf locks, in this order: ``_flow_lock``, ``_lock``, ``_send_lock``)
+Locks (leaf locks, in this order: ``_flow_lock``, ``_lock``, ``_send_lock``;
+``_lead_lock`` is a token, not a guard of a critical section: it is only
+ever taken without blocking by callers, and taken blocking only by the
+circuit thread when a leader has been told to step down)
   ``_flow_lock`` guards ``_events_off`` and ``_events_off_count``; ``send``
   is called under it.
   ``_lock`` guards ``_state``, ``_channels`` (cid → PV), ``_ioids``
@@ -66,6 +72,7 @@ from . import _proto
 from ._config import Address
 from ._dispatch import Job, JobTuple
 from ._errors import DisconnectedError, ProtocolError, RemoteError, eca_message
+from ._leader import LeaderFollower
 from ._protocol import CircuitProtocol, Reply
 from ._pv import PV
 from ._response import ReadResponse
@@ -83,7 +90,7 @@ READY = "ready"
 CLOSED = "closed"
 
 
-class Circuit:
+class Circuit(LeaderFollower):
     """A TCP circuit to one server at one priority (see module docstring)."""
 
     def __init__(self, context: Context, address: Address, priority: int) -> None:
@@ -103,6 +110,8 @@ class Circuit:
         self._subs: dict[int, Subscription] = {}
         self._queued_creates: list[bytes] = []
         self._outbox: deque[bytes | memoryview] = deque()
+        # messages (and how many CA messages each holds) left for the send-lock holder
+        self._handoff: deque[tuple[tuple[bytes | memoryview, ...], int]] = deque()
         self._sock: socket.socket | None = None
         self._wakeup = Wakeup()
         self._closing = False
@@ -115,7 +124,16 @@ class Circuit:
         self._probe_sent = 0.0
         self._latency = LatencyRing()  # (circuit thread writes)
         self.ever_connected = False  # set by the circuit thread once the TCP connection is up
-        self._connected_some = False  # (circuit thread) channels connected in the chunk being handled
+        self._connected_some = False  # (reader) channels connected in the chunk being handled
+        # Leader/follower (see the module docstring): who reads the socket.
+        self._lead_lock = threading.Lock()  # held by the reader: the circuit thread, or a leading caller
+        self._standby = False  # (circuit thread, under _lead_lock) it has handed the socket to callers
+        self._lead_wanted = False  # a caller would have led: stand by after the current reply
+        self._sent_while_led = False  # something was sent while a leader read (it must wake us)
+        self._leads = 0  # callers that led, to tell an idle stand-by from a busy one
+        self._lead_error: BaseException | None = None  # what broke the circuit under a leader
+        self._echo_sent: float | None = None  # (reader) when the unanswered ECHO went out
+        self._lead_select_cap = context.config.conn_tmo  # a leader's longest wait in select
         config = context.config
         # A claimed payload beyond the limit is a protocol error, never an allocation.
         self._protocol = CircuitProtocol(self, None if config.auto_array_bytes else config.max_array_bytes)
@@ -236,42 +254,106 @@ class Circuit:
         chunk so they are never copied into a joined buffer.  *messages* is
         how many CA messages the chunks hold (for the statistics).
         """
+        self.send_then_lead(*chunks, messages=messages)
+        if self._standby:
+            self._sent_in_standby()
+
+    def send_then_lead(self, *chunks: bytes | memoryview, messages: int = 1) -> None:
+        """:meth:`send` for a caller that calls :meth:`lead` next (it sees to the reply itself).
+
+        Combining: a thread that finds ``_send_lock`` taken does not wait
+        for it; it hands its message over (``_handoff``) and the holder
+        sends it with its own, in one system call, after or before releasing
+        (see :meth:`_send_handed_off`).  Several threads' requests thus
+        coalesce into fewer sends, and no sender sleeps on the lock.
+        """
+        if self._closing or self._state == CLOSED:
+            raise DisconnectedError(f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address)
+        lock = self._send_lock
+        if not lock.acquire(blocking=False):
+            self._handoff.append((chunks, messages))
+            if not lock.acquire(blocking=False):
+                return  # the holder sends it (it looks at _handoff after releasing)
+            chunks, messages = (), 0  # ours is in _handoff now, in its place in the order
+        try:
+            wake = self._send_locked(chunks, messages)
+        finally:
+            lock.release()
+        if self._handoff:
+            wake = self._send_handed_off() or wake
+        if wake:
+            self._wakeup.wake()
+
+    def _send_handed_off(self) -> bool:
+        """After releasing ``_send_lock``: send what other threads handed over meanwhile."""
         wake = False
-        with self._send_lock:
-            if self._closing or self._state == CLOSED:
+        lock = self._send_lock
+        while self._handoff and lock.acquire(blocking=False):
+            try:
+                wake = self._send_locked((), 0) or wake
+            finally:
+                lock.release()
+        return wake
+
+    def _send_locked(self, chunks: tuple[bytes | memoryview, ...], messages: int) -> bool:
+        """(holding ``_send_lock``) Send the handed-off messages, then *chunks*; True: wake the circuit thread.
+
+        *messages* is how many CA messages *chunks* hold (for the statistics).
+        """
+        own = bool(chunks)
+        handoff = self._handoff
+        if handoff:
+            parts: list[bytes | memoryview] = []
+            while handoff:
+                theirs, count = handoff.popleft()
+                parts.extend(theirs)
+                messages += count
+            chunks = (*parts, *chunks)
+        if not chunks:
+            return False
+        if self._closing or self._state == CLOSED:
+            # Requests handed over are dropped: the circuit fails their Pendings.
+            if own:
                 raise DisconnectedError(
                     f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address
                 )
-            self._messages_out += messages
-            self._bytes_out += len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))
-            sock = self._sock
-            if self._outbox or sock is None:
-                self._outbox.extend(chunks)
-                # (a non-empty outbox gets flushed anyway: an event loop's
-                # thread does not wake the circuit thread again)
-                wake = sock is not None and threading.get_ident() not in self._context._queue_only_threads
-            elif threading.get_ident() in self._context._queue_only_threads:
-                # An event loop's thread: never touch the socket there (the
-                # circuit thread flushes); one wake-up while the outbox fills.
-                self._outbox.extend(chunks)
-                wake = True
+            return False
+        self._messages_out += messages
+        self._bytes_out += len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))
+        sock = self._sock
+        queue_only = threading.get_ident() in self._context._queue_only_threads
+        if self._outbox or sock is None:
+            self._outbox.extend(chunks)
+            # (a non-empty outbox gets flushed anyway: an event loop's
+            # thread does not wake the circuit thread again)
+            return sock is not None and not queue_only
+        if queue_only:
+            # An event loop's thread: never touch the socket there (the
+            # circuit thread flushes); one wake-up while the outbox fills.
+            self._outbox.extend(chunks)
+            return True
+        wake = False
+        try:
+            if len(chunks) == 1:
+                sent = sock.send(chunks[0])
+            elif all(len(c) < 4096 for c in chunks):
+                chunks = (b"".join(chunks),)  # several small requests: one plain send
+                sent = sock.send(chunks[0])
             else:
-                try:
-                    sent = sock.send(chunks[0]) if len(chunks) == 1 else sock.sendmsg(chunks)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    sent = 0  # the circuit thread will see the failure on its next recv
-                    wake = True
-                for chunk in chunks:
-                    if sent >= len(chunk):
-                        sent -= len(chunk)
-                        continue
-                    self._outbox.append(memoryview(chunk)[sent:] if sent else chunk)
-                    sent = 0
-                    wake = True
-        if wake:
-            self._wakeup.wake()
+                sent = sock.sendmsg(chunks)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            sent = 0  # the circuit thread will see the failure on its next recv
+            wake = True
+        for chunk in chunks:
+            if sent >= len(chunk):
+                sent -= len(chunk)
+                continue
+            self._outbox.append(memoryview(chunk)[sent:] if sent else chunk)
+            sent = 0
+            wake = True
+        return wake
 
     def events_off(self) -> None:
         """Ask the server to stop sending monitor updates (EVENTS_OFF)."""
@@ -289,8 +371,9 @@ class Circuit:
     def _forget_after_fork(self) -> None:
         """In a forked child: close this process's copy of the socket, never shut it down."""
         self._flow_lock = threading.Lock()
-        self._flow_lock = threading.Lock()
         self._lock = threading.Lock()
+        self._lead_lock = threading.Lock()
+        self._standby = False
         self._send_lock = threading.Lock()
         self._closing = True
         self._state = CLOSED
@@ -302,6 +385,7 @@ class Circuit:
         """Ask the circuit thread to shut down; does not wait."""
         with self._send_lock:
             self._closing = True
+        self._send_handed_off()  # (drops what was handed over meanwhile)
         self._wakeup.wake()
 
     # -- the circuit thread ------------------------------------------------------------
@@ -344,6 +428,7 @@ class Circuit:
             self._messages_out += 3 + len(creates)
             self._bytes_out += len(first)
             self._sock = sock
+        self._send_handed_off()
         self.last_heard = time.monotonic()
         if log.isEnabledFor(logging.DEBUG):
             with self._lock:
@@ -357,43 +442,47 @@ class Circuit:
             )
 
     def _flush(self) -> None:
+        with self._send_lock:
+            self._flush_locked()
+        self._send_handed_off()
+
+    def _flush_locked(self) -> None:
         sock = self._sock
         assert sock is not None
-        with self._send_lock:
-            out = self._outbox
-            while out:
-                chunk = out[0]
-                if len(chunk) < 65536 and len(out) > 1:
-                    parts = [out.popleft()]
-                    size = len(chunk)
-                    while out and size < 65536:
-                        nxt = out.popleft()
-                        parts.append(nxt)
-                        size += len(nxt)
-                    chunk = b"".join(parts)
-                    out.appendleft(chunk)
-                try:
-                    sent = sock.send(chunk)
-                except (BlockingIOError, InterruptedError):
-                    return
-                if sent < len(chunk):
-                    out[0] = memoryview(chunk)[sent:]
-                    return
-                out.popleft()
+        out = self._outbox
+        while out:
+            chunk = out[0]
+            if len(chunk) < 65536 and len(out) > 1:
+                parts = [out.popleft()]
+                size = len(chunk)
+                while out and size < 65536:
+                    nxt = out.popleft()
+                    parts.append(nxt)
+                    size += len(nxt)
+                chunk = b"".join(parts)
+                out.appendleft(chunk)
+            try:
+                sent = sock.send(chunk)
+            except (BlockingIOError, InterruptedError):
+                return
+            if sent < len(chunk):
+                out[0] = memoryview(chunk)[sent:]
+                return
+            out.popleft()
 
     def _loop(self) -> None:
         sock = self._sock
         assert sock is not None
         wakeup = self._wakeup
-        protocol = self._protocol
         rlist = [sock, wakeup.rsock]
         conn_tmo = self._context.config.conn_tmo
         echo_timeout = self._context.config.echo_timeout
-        echo_sent: float | None = None  # when the unanswered ECHO went out
+        self._lead_lock.acquire()  # the circuit thread reads; released only to stand by
         while True:
             wlist = [sock] if self._outbox else []
             # Heartbeat: after conn_tmo s of silence send ECHO; no answer
             # within echo_timeout s means the server is unresponsive.
+            echo_sent = self._echo_sent
             due = (echo_sent + echo_timeout) if echo_sent is not None else (self.last_heard + conn_tmo)
             readable, writable, _ = select.select(rlist, wlist, [], max(0.0, due - time.monotonic()))
             if self._closing:
@@ -403,7 +492,7 @@ class Circuit:
                     raise CircuitUnresponsive(
                         f"no reply from {self.address[0]}:{self.address[1]} within {echo_timeout:g} s of an echo"
                     )
-                echo_sent = time.monotonic()
+                self._echo_sent = time.monotonic()
                 log.debug("%s:%d quiet for %g s: ECHO", self.address[0], self.address[1], conn_tmo)
                 self.send(_proto.echo())
                 continue
@@ -411,26 +500,42 @@ class Circuit:
                 wakeup.drain()
             if writable:
                 self._flush()
-            if sock not in readable:
-                continue
-            # One receive path for every state of the protocol (framing, a
-            # large message's own buffer, skipping); a large message is read
-            # on without going back to select while the socket has data.
-            while True:
-                try:
-                    n = sock.recv_into(protocol.recv_buffer())
-                except (BlockingIOError, InterruptedError):
-                    break  # (a spurious wake-up, or the socket is drained)
-                if n == 0:
-                    raise ConnectionResetError("server closed the connection")
-                self.last_heard = now = time.monotonic()
-                if echo_sent is not None:
-                    self._latency.add(now - echo_sent)
-                    echo_sent = None
-                more = protocol.received(n)
-                self._after_chunk()
-                if not more:
-                    break
+            if sock in readable:
+                self._receive(sock)
+            if self._lead_wanted and not self._ioids and not self._outbox:
+                self._stand_by(sock)
+                if self._closing:
+                    return
+
+    def _receive(self, sock: socket.socket, until: float | None = None) -> None:
+        """Read what the socket has and report it (the reader: circuit thread or leader).
+
+        One receive path for every state of the protocol (framing, a large
+        message's own buffer, skipping); a large message is read on without
+        going back to select while the socket has data, unless *until* (a
+        leader's deadline on the monotonic clock) has passed.  Only the
+        reader (the holder of ``_lead_lock``) runs it, so the counters and
+        the round-trip samples it writes have one writer at a time.
+        """
+        protocol = self._protocol
+        while True:
+            try:
+                n = sock.recv_into(protocol.recv_buffer())
+            except (BlockingIOError, InterruptedError):
+                return  # (a spurious wake-up, or the socket is drained)
+            if n == 0:
+                raise ConnectionResetError("server closed the connection")
+            self.last_heard = now = time.monotonic()
+            echo_sent = self._echo_sent
+            if echo_sent is not None:
+                self._latency.add(now - echo_sent)
+                self._echo_sent = None
+            more = protocol.received(n)
+            self._after_chunk()
+            if not more:
+                return
+            if until is not None and now >= until:
+                return  # a leader's deadline passed in a large message: the circuit thread reads on
 
     def _after_chunk(self) -> None:
         """After a received chunk: wake state waiters if channels connected, queue the jobs."""
@@ -598,6 +703,7 @@ class Circuit:
         with self._send_lock:
             self._closing = True
             self._outbox.clear()
+            self._handoff.clear()
             sock, self._sock = self._sock, None
         try:
             if sock is not None:

@@ -20,16 +20,19 @@ Threads (who runs what; each row is kept true by the code it names)
 thread                      owns                            may block on                  never
 ==========================  ==============================  ============================  ==========================
 caller threads              their own Pending ops and       their own Pending (with a     run on an I/O thread a
-                            waits (``Deadline``)            deadline); the Context's      blocking call (they raise
-                                                            state condition               ``BlockingCallError``)
+                            waits (``Deadline``); while     deadline); the Context's      blocking call (they raise
+                            *leading* (``_leader``) the     state condition; ``select``   ``BlockingCallError``);
+                            circuit's receive side          on the circuit's socket       run user code while leading
+                                                            while leading (bounded)
 ``caclient-udp``            UDP socket, search scheduler,   ``select`` with the next      run user code; wait on a
 (``_udp.UdpSearcher``)      beacon table, repeater          timer deadline; a name        Pending; connect a socket
                             registration, name-server       server's host lookup          in blocking mode
                             links; runs ``_on_found``
-``caclient-circuit[h:p,n]`` TCP socket (its receive side),  ``select``; its own           run user code; complete
-(``_circuit.Circuit``)      the ``CircuitProtocol``,        ``connect`` (bounded by the   anything but a Pending
-                            flushing the outbox; runs       Context timeout)              (no Future callbacks);
-                            ``_on_circuit_closed``                                        wait on other threads
+``caclient-circuit[h:p,n]`` TCP socket (its receive side    ``select``; its own           run user code; complete
+(``_circuit.Circuit``)      unless a caller leads), the     ``connect`` (bounded by the   anything but a Pending
+                            ``CircuitProtocol``, flushing   Context timeout); the lead    (no Future callbacks);
+                            the outbox; runs                token after waking a leader   wait on other threads
+                            ``_on_circuit_closed``          (it steps down at once)
 ``caclient-cb-N``           the job it runs (user           whatever the user callback    hold an engine lock while
 (``_dispatch.Dispatcher``)  callbacks, Pending callbacks,   does (blocking caclient       a job runs
                             the EVENTS_ON of flow control)  calls are allowed)
@@ -50,6 +53,14 @@ Rules (lock order, from outermost)
 
 Threads never run user code except the dispatcher's workers.  Blocking calls
 (read, write, wait_for_connection) refuse to run on the I/O threads.
+
+The request path (one blocking read or put(wait=True))
+  The caller sends under ``Circuit._send_lock`` (or hands its message to
+  the thread holding it, which sends both in one call), then, if the circuit
+  thread stands by, reads its own reply from the socket (leader/follower,
+  ``_leader``): one thread wake-up per round trip instead of two.  See
+  ``_leader``'s docstring for the token and the rules that keep the socket
+  read while anybody waits.
 
 The hot path (one monitor update, top to bottom)
   1. socket: the circuit thread's ``select`` wakes; ``recv_into`` writes

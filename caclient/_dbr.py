@@ -406,6 +406,9 @@ def encode_string(value: str | bytes | bytearray, encoding: str) -> bytes:
     return raw.ljust(MAX_STRING_SIZE, b"\0")
 
 
+_DOUBLE = struct.Struct(">d")
+
+
 def encode_values(field: int, data: Any, encoding: str) -> tuple[bytes | memoryview, int]:
     """Encode *data* as elements of plain field type *field* (0..6).
 

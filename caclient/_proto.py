@@ -122,10 +122,10 @@ def write_chunks(
     size = len(payload)
     padded = pad8(size)
     head = header(command, padded, data_type, count, sid, ioid)
+    if size < 4096:  # one buffer: a plain send costs less than a sendmsg of two
+        return (b"".join((head, payload, b"\0" * (padded - size))),)
     if padded == size:
         return (head, payload)
-    if size < 4096:
-        return (b"".join((head, payload, b"\0" * (padded - size))),)
     return (head, payload, b"\0" * (padded - size))
 
 

@@ -116,12 +116,16 @@ def transact(
     pending = Pending(user_cb, pv, pv.name)
     circuit.add_io(ioid, pending)
     try:
-        circuit.send(*request(ioid))
+        if wait:
+            circuit.send_then_lead(*request(ioid))
+        else:
+            circuit.send(*request(ioid))
     except DisconnectedError:
         circuit.cancel_io(ioid)
         raise
     if not wait:
         return None
+    circuit.lead(pending, deadline)  # read the reply ourselves when the circuit thread stands by
     if not pending.wait(deadline.remaining()):
         circuit.cancel_io(ioid)
         if not pending.done():
