@@ -24,14 +24,10 @@ EVENTS_OFF; a dispatcher worker sends EVENTS_ON once the backlog drained.
 Both change ``_events_off`` and queue their message under ``_flow_lock``, so
 the server always ends up told what the flag says.
 
-Sending: any thread may call :meth:`send`.  Under ``_send_lock`` it appends to
-the outbox, or — when the outbox is empty — tries one non-blocking
-``socket.send``; what does not fit stays in the outbox and the circuit thread
-flushes it when the socket is writable.  So callers never block on the
-network, and messages keep the order in which ``send`` was called.  Threads
-registered with ``Context._add_queue_only_thread`` (caclient.asyncio's event
-loops) never write the socket: their sends always go to the outbox, and only
-the one that finds it empty wakes the circuit thread.
+Sending: any thread may call :meth:`send`; it never blocks on the network,
+and messages keep the order in which ``send`` was called (see
+:mod:`caclient._outbox`, which holds that part of this class: the outbox,
+combining several threads' sends, and the event-loop threads' queue-only rule).
 
 Locks (leaf locks, in this order: ``_flow_lock``, ``_lock``, ``_send_lock``;
 ``_lead_lock`` is a token, not a guard of a critical section: it is only
@@ -73,6 +69,7 @@ from ._config import Address
 from ._dispatch import Job, JobTuple
 from ._errors import DisconnectedError, ProtocolError, RemoteError, eca_message
 from ._leader import LeaderFollower
+from ._outbox import Sender
 from ._protocol import CircuitProtocol, Reply
 from ._pv import PV
 from ._response import ReadResponse
@@ -90,7 +87,7 @@ READY = "ready"
 CLOSED = "closed"
 
 
-class Circuit(LeaderFollower):
+class Circuit(LeaderFollower, Sender):
     """A TCP circuit to one server at one priority (see module docstring)."""
 
     def __init__(self, context: Context, address: Address, priority: int) -> None:
@@ -247,114 +244,6 @@ class Circuit(LeaderFollower):
             self._subs.pop(subid, None)
             self._monitors.pop(subid, None)
 
-    def send(self, *chunks: bytes | memoryview, messages: int = 1) -> None:
-        """Queue *chunks* (one message, or several in order) without blocking.
-
-        See the module docstring.  Large payloads are passed as their own
-        chunk so they are never copied into a joined buffer.  *messages* is
-        how many CA messages the chunks hold (for the statistics).
-        """
-        self.send_then_lead(*chunks, messages=messages)
-        if self._standby:
-            self._sent_in_standby()
-
-    def send_then_lead(self, *chunks: bytes | memoryview, messages: int = 1) -> None:
-        """:meth:`send` for a caller that calls :meth:`lead` next (it sees to the reply itself).
-
-        Combining: a thread that finds ``_send_lock`` taken does not wait
-        for it; it hands its message over (``_handoff``) and the holder
-        sends it with its own, in one system call, after or before releasing
-        (see :meth:`_send_handed_off`).  Several threads' requests thus
-        coalesce into fewer sends, and no sender sleeps on the lock.
-        """
-        if self._closing or self._state == CLOSED:
-            raise DisconnectedError(f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address)
-        lock = self._send_lock
-        if not lock.acquire(blocking=False):
-            self._handoff.append((chunks, messages))
-            if not lock.acquire(blocking=False):
-                return  # the holder sends it (it looks at _handoff after releasing)
-            chunks, messages = (), 0  # ours is in _handoff now, in its place in the order
-        try:
-            wake = self._send_locked(chunks, messages)
-        finally:
-            lock.release()
-        if self._handoff:
-            wake = self._send_handed_off() or wake
-        if wake:
-            self._wakeup.wake()
-
-    def _send_handed_off(self) -> bool:
-        """After releasing ``_send_lock``: send what other threads handed over meanwhile."""
-        wake = False
-        lock = self._send_lock
-        while self._handoff and lock.acquire(blocking=False):
-            try:
-                wake = self._send_locked((), 0) or wake
-            finally:
-                lock.release()
-        return wake
-
-    def _send_locked(self, chunks: tuple[bytes | memoryview, ...], messages: int) -> bool:
-        """(holding ``_send_lock``) Send the handed-off messages, then *chunks*; True: wake the circuit thread.
-
-        *messages* is how many CA messages *chunks* hold (for the statistics).
-        """
-        own = bool(chunks)
-        handoff = self._handoff
-        if handoff:
-            parts: list[bytes | memoryview] = []
-            while handoff:
-                theirs, count = handoff.popleft()
-                parts.extend(theirs)
-                messages += count
-            chunks = (*parts, *chunks)
-        if not chunks:
-            return False
-        if self._closing or self._state == CLOSED:
-            # Requests handed over are dropped: the circuit fails their Pendings.
-            if own:
-                raise DisconnectedError(
-                    f"circuit to {self.address[0]}:{self.address[1]} is closed", address=self.address
-                )
-            return False
-        self._messages_out += messages
-        self._bytes_out += len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))
-        sock = self._sock
-        queue_only = threading.get_ident() in self._context._queue_only_threads
-        if self._outbox or sock is None:
-            self._outbox.extend(chunks)
-            # (a non-empty outbox gets flushed anyway: an event loop's
-            # thread does not wake the circuit thread again)
-            return sock is not None and not queue_only
-        if queue_only:
-            # An event loop's thread: never touch the socket there (the
-            # circuit thread flushes); one wake-up while the outbox fills.
-            self._outbox.extend(chunks)
-            return True
-        wake = False
-        try:
-            if len(chunks) == 1:
-                sent = sock.send(chunks[0])
-            elif all(len(c) < 4096 for c in chunks):
-                chunks = (b"".join(chunks),)  # several small requests: one plain send
-                sent = sock.send(chunks[0])
-            else:
-                sent = sock.sendmsg(chunks)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            sent = 0  # the circuit thread will see the failure on its next recv
-            wake = True
-        for chunk in chunks:
-            if sent >= len(chunk):
-                sent -= len(chunk)
-                continue
-            self._outbox.append(memoryview(chunk)[sent:] if sent else chunk)
-            sent = 0
-            wake = True
-        return wake
-
     def events_off(self) -> None:
         """Ask the server to stop sending monitor updates (EVENTS_OFF)."""
         with self._flow_lock:
@@ -440,35 +329,6 @@ class Circuit(LeaderFollower):
                 len(creates),
                 names,
             )
-
-    def _flush(self) -> None:
-        with self._send_lock:
-            self._flush_locked()
-        self._send_handed_off()
-
-    def _flush_locked(self) -> None:
-        sock = self._sock
-        assert sock is not None
-        out = self._outbox
-        while out:
-            chunk = out[0]
-            if len(chunk) < 65536 and len(out) > 1:
-                parts = [out.popleft()]
-                size = len(chunk)
-                while out and size < 65536:
-                    nxt = out.popleft()
-                    parts.append(nxt)
-                    size += len(nxt)
-                chunk = b"".join(parts)
-                out.appendleft(chunk)
-            try:
-                sent = sock.send(chunk)
-            except (BlockingIOError, InterruptedError):
-                return
-            if sent < len(chunk):
-                out[0] = memoryview(chunk)[sent:]
-                return
-            out.popleft()
 
     def _loop(self) -> None:
         sock = self._sock
