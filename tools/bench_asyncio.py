@@ -26,7 +26,7 @@ import os
 import sys
 from typing import Any
 
-from tools import bench
+from tools import _bench_report, bench
 from tools._bench_asyncio_workers import CLIENTS
 from tools.bench import (
     Metric,
@@ -133,12 +133,14 @@ def render_table(all_results: dict[str, dict[str, RunResult]], clients: tuple[st
                 if mine is None or r is None or not mine.ok or not r.ok:
                     advs.append("-")
                 else:
-                    advs.append(bench._fmt_adv(bench.advantage(m, mine.metrics.get(m.key), r.metrics.get(m.key))))
+                    advs.append(
+                        _bench_report._fmt_adv(bench.advantage(m, mine.metrics.get(m.key), r.metrics.get(m.key)))
+                    )
             rows.append(
                 [
                     sc.name if i == 0 else "",
                     f"{m.label} ({'higher' if m.higher_is_better else 'lower'})",
-                    *(bench._cell(m, results.get(c), fail_width) for c in clients),
+                    *(_bench_report._cell(m, results.get(c), fail_width) for c in clients),
                     *advs,
                     m.target_text,
                     target_status(m, results),
