@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from math import log10
 from typing import TYPE_CHECKING, Any
 
-from . import ca, dbr
+from . import dbr
+from ._ca_messages import CASeverityException, ChannelAccessException, message, write
+from ._runtime import SETTINGS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -236,7 +238,7 @@ def char_value(
     if ntype == dbr.STRING:
         return val
     n = count if count is not None else 1
-    if ntype == dbr.CHAR and (n < ca.AUTOMONITOR_MAXLENGTH or force_long_string):
+    if ntype == dbr.CHAR and (n < SETTINGS.AUTOMONITOR_MAXLENGTH or force_long_string):
         if is_ndarray(val):
             raw = val.astype("u1", copy=False).tobytes()
         elif isinstance(val, ctypes.Array):
@@ -287,7 +289,7 @@ def string_for_many(val: Any, ntype: int, nelm: int, enum_strs: Sequence[str] | 
     precision formatting).  An enum value without a state string gives
     ``str(v)`` (pyepics raises IndexError).
     """
-    if ntype == dbr.CHAR and nelm < ca.AUTOMONITOR_MAXLENGTH:
+    if ntype == dbr.CHAR and nelm < SETTINGS.AUTOMONITOR_MAXLENGTH:
         if is_ndarray(val):
             raw = val.astype("u1", copy=False).tobytes()
         elif isinstance(val, ctypes.Array):
@@ -346,7 +348,7 @@ def encode_put(value: Any, ntype: int, nelm: int, encoding: str) -> tuple[Any, i
             try:
                 count = min(len(value), nelm) or nelm
             except TypeError:
-                ca.write(_ARRAY_WARNING)
+                write(_ARRAY_WARNING)
         if ntype == dbr.CHAR and isinstance(value, bytes):
             count = min(count + 1, nelm)
 
@@ -360,7 +362,7 @@ def encode_put(value: Any, ntype: int, nelm: int, encoding: str) -> tuple[Any, i
             if len(item) > dbr.MAX_STRING_SIZE:
                 raise ValueError("byte string too long")
             if len(item) == dbr.MAX_STRING_SIZE:
-                raise ca.CASeverityException("put", ca.message(186))
+                raise CASeverityException("put", message(186))
         items.extend([b""] * (count - len(items)))
         return items, count
 
@@ -385,7 +387,7 @@ def encode_put(value: Any, ntype: int, nelm: int, encoding: str) -> tuple[Any, i
     try:
         arr = value if isinstance(value, np.ndarray) else np.asarray(value)
     except (ValueError, IndexError):
-        raise ca.ChannelAccessException(f"cannot put array data to PV of type '{value!r}'") from None
+        raise ChannelAccessException(f"cannot put array data to PV of type '{value!r}'") from None
     arr = arr.reshape(-1)[:count]
     kind = arr.dtype.kind
     if ntype in _FLOAT_TYPES:
