@@ -213,6 +213,29 @@ def metadata(md: Any, ftype: int) -> dict[str, Any]:
     return out
 
 
+def char_text(val: Any) -> str:
+    """The text a CHAR value holds: its bytes up to the first NUL, as latin-1 (pyepics' rule).
+
+    *val* is a numpy array, a ctypes ``c_ubyte`` array (from an
+    ``as_numpy=False`` read), a list or tuple of ints, or one int.  The one
+    place compat turns CHAR data into text (:func:`char_value` and
+    :func:`string_for_many` strip it their own way).
+
+    Raises
+    ------
+    ValueError, TypeError
+        An element that is not a byte.
+    """
+    if is_ndarray(val):
+        raw: bytes = val.astype("u1", copy=False).tobytes()
+    elif isinstance(val, (ctypes.Array, list, tuple)):
+        raw = bytes(val)
+    else:
+        raw = bytes((val,))
+    nul = raw.find(b"\0")
+    return (raw[:nul] if nul >= 0 else raw).decode("latin-1")
+
+
 def char_value(
     val: Any,
     ntype: int,
@@ -239,24 +262,10 @@ def char_value(
         return val
     n = count if count is not None else 1
     if ntype == dbr.CHAR and (n < SETTINGS.AUTOMONITOR_MAXLENGTH or force_long_string):
-        if is_ndarray(val):
-            raw = val.astype("u1", copy=False).tobytes()
-        elif isinstance(val, ctypes.Array):
-            raw = bytes(val)  # (a c_ubyte array, from an as_numpy=False read)
-        elif isinstance(val, (list, tuple)):
-            try:
-                raw = bytes(val)
-            except (ValueError, TypeError):
-                return ""
-        else:
-            try:
-                raw = bytes((val,))
-            except (ValueError, TypeError):
-                return ""
-        nul = raw.find(b"\0")
-        if nul >= 0:
-            raw = raw[:nul]
-        return raw.decode("latin-1").rstrip()
+        try:
+            return char_text(val).rstrip()
+        except (ValueError, TypeError):
+            return ""
     if is_ndarray(val) and val.size == 1 and n <= 1:
         val = val[0].item()
     if n > 1:
@@ -290,18 +299,7 @@ def string_for_many(val: Any, ntype: int, nelm: int, enum_strs: Sequence[str] | 
     ``str(v)`` (pyepics raises IndexError).
     """
     if ntype == dbr.CHAR and nelm < SETTINGS.AUTOMONITOR_MAXLENGTH:
-        if is_ndarray(val):
-            raw = val.astype("u1", copy=False).tobytes()
-        elif isinstance(val, ctypes.Array):
-            raw = bytes(val)  # (a c_ubyte array, from an as_numpy=False read)
-        elif isinstance(val, list):
-            raw = bytes(val)
-        else:
-            raw = bytes((int(val),))
-        nul = raw.find(b"\0")
-        if nul >= 0:
-            raw = raw[:nul]
-        return raw.decode("latin-1").strip()
+        return char_text(val).strip()
     if ntype == dbr.ENUM and nelm == 1:
         try:
             return str(enum_strs[val])  # type: ignore[index]
