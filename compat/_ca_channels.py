@@ -340,7 +340,7 @@ def create_channel(
     ----------
     pvname : str
     connect : bool
-        Wait for the connection (up to :data:`DEFAULT_CONNECTION_TIMEOUT`).
+        Wait for the connection (up to :data:`~compat.ca.DEFAULT_CONNECTION_TIMEOUT`).
     auto_cb : bool
         Accepted for compatibility (connection state is always tracked).
     callback : callable, optional
@@ -381,7 +381,7 @@ def create_channel(
 
 @withCHID
 def connect_channel(chid: chid_t, timeout: float | None = None, verbose: bool = False) -> bool:
-    """Wait up to *timeout* s (default :data:`DEFAULT_CONNECTION_TIMEOUT`); return whether connected."""
+    """Wait up to *timeout* s (default :data:`~compat.ca.DEFAULT_CONNECTION_TIMEOUT`); return whether connected."""
     entry = _entry(chid)
     eng = entry.engine()
     if verbose:
