@@ -20,6 +20,10 @@ keeps module-level mutable state:
   context ``tls``, the channel tables ``by_name``, ``chid_cache`` and
   pyepics' per-context ``ca_cache``, the :func:`compat.ca.register_clear_cache`
   callbacks and the synchronous groups ``groups``;
+* ``parts``: other process-wide holders of engine state (a facade's own
+  caches, e.g. one per event loop) attached with :meth:`Runtime.attach`, so
+  that they follow the same reset, fork and exit paths instead of hooks of
+  their own;
 * :attr:`Runtime.settings`: the :class:`Settings` a script assigns as
   ``epics.ca.NAME = value`` (:mod:`compat.ca` forwards them), read at the
   time of each call.
@@ -77,7 +81,7 @@ from caclient import Context
 
 from . import dbr, utils
 
-__all__ = ["CALLBACK_WORKERS", "FINALIZED", "RUNTIME", "SETTINGS", "LibCA", "Runtime", "Settings", "context"]
+__all__ = ["CALLBACK_WORKERS", "FINALIZED", "RUNTIME", "SETTINGS", "LibCA", "Part", "Runtime", "Settings", "context"]
 
 #: Number of callback worker threads of the default Context.  One keeps each
 #: PV's callbacks in order at the lowest cost; callbacks may still block.
@@ -143,6 +147,19 @@ class _Group(Protocol):
     def reset(self) -> None: ...
 
 
+class Part(Protocol):
+    """A process-wide holder of engine state that follows the runtime's lifecycle (see :meth:`Runtime.attach`)."""
+
+    def reset(self) -> None:
+        """Close and forget everything (by :meth:`Runtime.reset`, no runtime lock held; idempotent)."""
+
+    def after_fork_in_child(self) -> None:
+        """Forget the inherited state without closing it, replacing any lock (in a forked child)."""
+
+    def at_exit(self) -> None:
+        """Close everything at interpreter exit (bounded in time, printing nothing)."""
+
+
 class Runtime:
     """All of compat's process state (see the module docstring for the pieces and the lock order).
 
@@ -171,6 +188,7 @@ class Runtime:
         self.ca_cache: dict[int | None, dict[str, _Channel]] = {}
         self.clear_cache_callbacks: dict[int, Callable[[], None]] = {}
         self.groups: dict[int, _Group] = {}
+        self.parts: list[Part] = []
         self._handles = itertools.count(0x7F3A_0000_1000, 0x1000)
         self._group_ids = itertools.count(1)
 
@@ -248,6 +266,12 @@ class Runtime:
         with self.lock:
             return next(self._group_ids)
 
+    def attach(self, part: Part) -> None:
+        """Have *part* follow the runtime's reset, fork and exit paths (once; it stays attached)."""
+        with self.lock:
+            if not any(p is part for p in self.parts):
+                self.parts.append(part)
+
     # -- reset, fork, exit --------------------------------------------------------------------------
     def _forget(self) -> tuple[Context | None, list[_Channel]]:
         """Empty every table and drop the Context (caller holds ``lock``); return what to close."""
@@ -276,6 +300,8 @@ class Runtime:
             self.tls = threading.local()
         for channel in channels:
             channel.unbind()
+        for part in list(self.parts):
+            part.reset()
         if ctx is not None:
             ctx.close(timeout=timeout)
 
@@ -293,9 +319,16 @@ class Runtime:
         self.clear_cache_callbacks.update(callbacks)
         for channel in names.values():
             channel.forget_engine()
+        for part in self.parts:
+            part.after_fork_in_child()
 
     def at_exit(self) -> None:
         """The one atexit hook: finalize ``ca`` (with ``AUTO_CLEANUP``) and close the Context."""
+        for part in list(self.parts):
+            try:
+                part.at_exit()
+            except Exception:  # never print at interpreter exit
+                pass
         try:
             if self.settings.AUTO_CLEANUP and self.libca is not None and self.libca is not FINALIZED:
                 self.reset(timeout=1.0)

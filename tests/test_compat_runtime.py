@@ -18,8 +18,8 @@ from caclient import ContextClosedError
 from caclient.testing import IOCHandle
 from compat._runtime import RUNTIME, Runtime
 
-#: Attributes of a Runtime that are not state to reset: the lock, the settings, the id counters.
-NOT_STATE = {"lock", "settings", "_handles", "_group_ids"}
+#: Attributes of a Runtime that are not state to reset: the lock, the settings, the id counters, the parts.
+NOT_STATE = {"lock", "settings", "_handles", "_group_ids", "parts"}
 
 
 def _state_names() -> list[str]:
@@ -145,6 +145,49 @@ def test_forked_child_starts_clean_and_parent_is_untouched(
     assert epics.caget(cioc.pv("longin")) == 42
 
 
+class _Part:
+    """A part attached to the runtime that records which lifecycle calls it gets."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def reset(self) -> None:
+        self.calls.append("reset")
+
+    def after_fork_in_child(self) -> None:
+        self.calls.append("fork")
+
+    def at_exit(self) -> None:
+        self.calls.append("exit")
+
+
+def _part_fork_child(out: Any, part: _Part) -> None:
+    out.put(list(part.calls))
+
+
+@pytest.mark.timeout(60)
+def test_attached_part_follows_reset_and_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+    part = _Part()
+    monkeypatch.setattr(RUNTIME, "parts", [])
+    RUNTIME.attach(part)
+    RUNTIME.attach(part)  # (once)
+    assert RUNTIME.parts == [part]
+    RUNTIME.reset()
+    assert part.calls == ["reset"]
+    assert RUNTIME.parts == [part]  # (a reset keeps the attachments)
+    if "fork" in multiprocessing.get_all_start_methods():
+        mp = multiprocessing.get_context("fork")
+        out = mp.Queue()
+        proc = mp.Process(target=_part_fork_child, args=(out, part))
+        proc.start()
+        assert out.get(timeout=30) == ["reset", "fork"]
+        proc.join(30)
+        out.close()
+        out.join_thread()
+        assert proc.exitcode == 0
+        assert part.calls == ["reset"]  # the parent's part saw no fork hook
+
+
 HOOKS = """
 import atexit, os, sys
 seen = {"atexit": [], "fork": []}
@@ -158,6 +201,11 @@ def count_fork(**kw):
 atexit.register, os.register_at_fork = count_atexit, count_fork
 import compat, compat.ca, compat.pv, compat.multiproc, compat.motor, compat.alarm, compat.device, compat.devices
 from compat._runtime import RUNTIME
+class Part:
+    def reset(self): pass
+    def after_fork_in_child(self): pass
+    def at_exit(self): print("part closed at exit")
+RUNTIME.attach(Part())
 ctx = RUNTIME.context()
 compat.ca.initialize_libca()
 compat.ca.create_channel("NOT:THERE")
@@ -177,5 +225,5 @@ def test_one_atexit_and_one_fork_hook(cioc: IOCHandle) -> None:
         [sys.executable, "-c", textwrap.dedent(HOOKS)], env=env, capture_output=True, text=True, timeout=50
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["1", "1"]
+    assert proc.stdout.splitlines() == ["1 1", "part closed at exit"]
     assert proc.stderr == ""
