@@ -14,7 +14,8 @@ subscription and put-completion callbacks run on engine callback threads.
 Locks: a channel's ``lock`` guards its get slots (taken briefly, never while
 waiting).  The settings (``HAS_NUMPY``, ``AUTOMONITOR_MAXLENGTH``,
 ``DEFAULT_SUBSCRIPTION_MASK``, ``DEFAULT_CONNECTION_TIMEOUT``) are read from
-the :mod:`compat.ca` module object at call time.
+the runtime's settings (``compat._runtime.SETTINGS``, where ``compat.ca.NAME =
+value`` stores them) at call time.
 """
 
 from __future__ import annotations
