@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import queue
 import re
 import threading
@@ -118,7 +119,8 @@ def test_sg_put_get_block(epics: Any, cioc: IOCHandle) -> None:
     assert ca.sg_get(gid, ao, as_string=False) == 2.5
     value = ca.sg_get(gid, wf, as_string=False)
     assert isinstance(value, np.ndarray) and value.tolist() == [1.0, 2.0, 3.0, 0.0, 0.0]
-    assert ca.sg_get(gid, wf, as_numpy=False, as_string=False) == [1.0, 2.0, 3.0, 0.0, 0.0]
+    plain = ca.sg_get(gid, wf, as_numpy=False, as_string=False)  # (a ctypes array, as ca.get gives)
+    assert isinstance(plain, ctypes.Array) and list(plain) == [1.0, 2.0, 3.0, 0.0, 0.0]
     data = ca.sg_get(gid, st)
     assert ca.sg_block(gid) == 1
     assert ca._unpack(st, data) == "text"
