@@ -23,8 +23,6 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
-
 from caclient import AccessDeniedError, CAError
 
 from . import _convert, dbr, utils
@@ -235,7 +233,9 @@ def _padded(data: Any, count: int, nelm: int) -> tuple[Any, int]:
     """*data* filled up to the channel's full element count, as libca's group put sends it (pyepics' sg_put)."""
     if count >= nelm:
         return data, count
-    if isinstance(data, np.ndarray):
+    if _convert.is_ndarray(data):
+        import numpy as np
+
         return np.concatenate([data[:count], np.zeros(nelm - count, dtype=data.dtype)]), nelm
     if isinstance(data, list):
         return list(data[:count]) + [b""] * (nelm - count), nelm
@@ -247,6 +247,6 @@ def _unpack(chid: Any, data: Any, count: int | None = None, ftype: int | None = 
 
     It is returned as it is (cut to *count* elements for an array).
     """
-    if count is not None and isinstance(data, (list, np.ndarray)) and len(data) > count:
+    if count is not None and (isinstance(data, list) or _convert.is_ndarray(data)) and len(data) > count:
         return data[:count]
     return data
