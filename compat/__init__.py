@@ -45,7 +45,7 @@ MAJOR_ALARM = 2
 INVALID_ALARM = 3
 
 #: The PVs :func:`camonitor` watches, by name.
-_PVmonitors_ = _runtime.monitors
+_PVmonitors_ = _runtime.RUNTIME.monitors
 
 __all__ = [
     "Alarm",
@@ -393,7 +393,7 @@ def _put_burst(pvs: list[PV], values: Sequence[Any], wait: bool, timeout: float)
     )
     denied = False
     for (i, thispv, _, _), result in zip(todo, results, strict=True):
-        _runtime.note_write(thispv._eng)
+        _runtime.RUNTIME.note_write(thispv._eng)
         if isinstance(result, AccessDeniedError):
             denied = True
         elif isinstance(result, CAError) and not isinstance(result, RemoteError):

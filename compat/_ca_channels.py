@@ -11,15 +11,14 @@ Threads: the public functions run in the caller's thread; a channel's
 connection and access-rights callbacks run on engine callback threads
 (:meth:`_CacheItem._on_connection`, :meth:`_CacheItem._on_access`).
 
-Locks: the tables are guarded by ``compat.ca._lock`` (owned by
-:mod:`compat.ca`, which replaces it after ``fork()``); each channel's
-``lock`` guards its get slots and engine binding.  Both are leaves: nothing
-waits, calls the engine or runs user code while holding them.
-
-The process-wide state (``libca``, ``initial_context``, ``_tls``, ``_lock``)
-and the settings (``DEFAULT_CONNECTION_TIMEOUT``) are read from the
-:mod:`compat.ca` module object at call time, so that scripts may change the
-settings at any time.
+State and locks: the tables are the runtime's
+(:data:`compat._runtime.RUNTIME`, bound here once: they are never rebound),
+guarded by ``RUNTIME.lock``; each channel's ``lock`` guards its get slots
+and engine binding and comes before ``RUNTIME.lock`` in the lock order (see
+:mod:`compat._runtime`).  Nothing waits, calls the engine or runs user code
+while holding either.  ``RUNTIME.libca``, ``RUNTIME.tls`` and the settings
+(``SETTINGS.DEFAULT_CONNECTION_TIMEOUT``) are read at call time, so that
+scripts may change the settings at any time.
 """
 
 from __future__ import annotations
@@ -32,8 +31,10 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from caclient import CAError
 
-from . import _runtime, ca, dbr
+from . import dbr
+from ._ca_context import use_initial_context, withCA
 from ._ca_messages import ChannelAccessException, write
+from ._runtime import FINALIZED, RUNTIME, SETTINGS
 
 if TYPE_CHECKING:
     from ._ca_io import _GetSlot
@@ -109,10 +110,10 @@ class _CacheItem:
     def engine(self) -> Any:
         """The engine's PV for this name in the current default Context."""
         eng = self._eng
-        if eng is not None and self._gen == _runtime.generation:
+        if eng is not None and self._gen == RUNTIME.generation:
             return eng
-        ctx = _runtime.context()
-        gen = _runtime.current_generation()
+        ctx = RUNTIME.context()
+        gen = RUNTIME.generation
         (eng,) = ctx.get_pvs(self.pvname)
         with self.lock:
             if self._eng is not None and self._gen == gen:
@@ -128,9 +129,16 @@ class _CacheItem:
     def unbind(self) -> None:
         eng, tokens, gen = self._eng, self._tokens, self._gen
         self._eng, self._tokens, self._gen = None, None, -1
-        if eng is not None and tokens is not None and gen == _runtime.generation:
+        if eng is not None and tokens is not None and gen == RUNTIME.generation:
             eng.connection_state_callback.remove_callback(tokens[0])
             eng.access_rights_callback.remove_callback(tokens[1])
+
+    def forget_engine(self) -> None:
+        """In a forked child: drop the inherited engine binding and get slots, never touching the engine."""
+        self.lock = threading.Lock()
+        self._eng, self._tokens, self._gen = None, None, -1
+        self.gets = {}
+        self.conn = False
 
     def _on_connection(self, eng: Any, state: str) -> None:
         if eng is not self._eng:
@@ -163,13 +171,13 @@ class _CacheItem:
                 _call_safely(func, ra, wa)
 
 
-# -- the tables (guarded by compat.ca._lock; mutated in place, never rebound: compat.ca binds them too)
+# -- the tables (the runtime's, guarded by RUNTIME.lock; mutated in place, never rebound)
 #: ``{context: {pvname: entry}}`` as pyepics keeps it (here one table, under the initial context).
-_cache: dict[int | None, dict[str, _CacheItem]] = {}
+_cache: dict[int | None, dict[str, _CacheItem]] = RUNTIME.ca_cache  # type: ignore[assignment]
 #: ``{chid: entry}``.
-_chid_cache: dict[int, _CacheItem] = {}
-_by_name: dict[str, _CacheItem] = {}
-_clear_cache_callbacks: dict[int, Callable[[], None]] = {}
+_chid_cache: dict[int, _CacheItem] = RUNTIME.chid_cache  # type: ignore[assignment]
+_by_name: dict[str, _CacheItem] = RUNTIME.by_name  # type: ignore[assignment]
+_clear_cache_callbacks: dict[int, Callable[[], None]] = RUNTIME.clear_cache_callbacks
 
 
 def _call_safely(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -182,21 +190,6 @@ def _call_safely(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
 
 
 # -- decorators ------------------------------------------------------------------------------------
-def withCA(fcn: Callable[P, R]) -> Callable[P, R | None]:
-    """Initialize Channel Access before calling *fcn*; after :func:`finalize_libca` return None."""
-
-    @functools.wraps(fcn)
-    def wrapper(*args: P.args, **kwds: P.kwargs) -> R | None:
-        lib = ca.libca
-        if lib is None:
-            ca.initialize_libca()
-        elif lib is ca._FINALIZED:
-            return None
-        return fcn(*args, **kwds)
-
-    return wrapper
-
-
 def _as_chid(fname: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
     if not args:
         return args
@@ -218,17 +211,17 @@ def _chid_guard(fcn: Callable[P, R], connect: bool, required: bool) -> Callable[
     It returns None after :func:`finalize_libca`, turns the first argument
     into its channel's chid (or raises), and with *connect* waits for the
     connection up to the call's ``timeout`` (default
-    ``ca.DEFAULT_CONNECTION_TIMEOUT``), raising ChannelAccessException when
+    ``SETTINGS.DEFAULT_CONNECTION_TIMEOUT``), raising ChannelAccessException when
     the connection is *required* and does not come.
     """
 
     @functools.wraps(fcn)
     def wrapper(*args: Any, **kwds: Any) -> R | None:
-        if ca.libca is ca._FINALIZED:
+        if RUNTIME.libca is FINALIZED:
             return None
         args = _as_chid(fcn.__name__, args)
         if connect and args and not isConnected(args[0]):
-            timeout = kwds.get("timeout", ca.DEFAULT_CONNECTION_TIMEOUT)
+            timeout = kwds.get("timeout", SETTINGS.DEFAULT_CONNECTION_TIMEOUT)
             if not connect_channel(args[0], timeout=timeout) and required:
                 raise ChannelAccessException(
                     f"{fcn.__name__}() timed out waiting '{name(args[0])}' to connect ({timeout:.0f} seconds)"
@@ -258,7 +251,7 @@ def withInitialContext(fcn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fcn)
     def wrapper(*args: P.args, **kwds: P.kwargs) -> R:
-        ca.use_initial_context()
+        use_initial_context()
         return fcn(*args, **kwds)
 
     return wrapper
@@ -270,8 +263,8 @@ def _lookup(chid: int) -> _CacheItem | None:
     if entry is not None:
         return entry
     # A compat.PV's chid (the same number for the same name): adopt its channel.
-    with _runtime.lock:
-        candidates = list(_runtime.pv_cache.values()) + list(_runtime.keepalive.values())
+    with RUNTIME.lock:
+        candidates = list(RUNTIME.pv_cache.values()) + list(RUNTIME.keepalive.values())
     for thispv in candidates:
         if getattr(thispv, "chid", None) == chid:
             made = create_channel(thispv.pvname)
@@ -299,7 +292,7 @@ def _entry(chid: Any) -> _CacheItem:
 
 
 def _drop(entry: _CacheItem) -> None:
-    with ca._lock:
+    with RUNTIME.lock:
         if _by_name.get(entry.pvname) is entry:
             del _by_name[entry.pvname]
         _chid_cache.pop(int(entry.chid), None)
@@ -310,7 +303,7 @@ def _drop(entry: _CacheItem) -> None:
 
 
 def _clear_channels() -> None:
-    with ca._lock:
+    with RUNTIME.lock:
         entries = list(_by_name.values())
     for entry in entries:
         _drop(entry)
@@ -319,7 +312,7 @@ def _clear_channels() -> None:
 def show_cache(print_out: bool = True) -> str | None:
     """List the channels: name, chid/context and whether connected (printed, or returned)."""
     lines = ["#  PVName        ChannelID/Context Connected?", "#--------------------------------------------"]
-    with ca._lock:
+    with RUNTIME.lock:
         entries = list(_by_name.values())
     for entry in entries:
         vname = (entry.pvname + " " * 15)[:15] if len(entry.pvname) < 15 else entry.pvname
@@ -347,7 +340,7 @@ def create_channel(
     ----------
     pvname : str
     connect : bool
-        Wait for the connection (up to :data:`DEFAULT_CONNECTION_TIMEOUT`).
+        Wait for the connection (up to :data:`~compat.ca.DEFAULT_CONNECTION_TIMEOUT`).
     auto_cb : bool
         Accepted for compatibility (connection state is always tracked).
     callback : callable, optional
@@ -362,18 +355,19 @@ def create_channel(
     entry = _by_name.get(pvname)
     new = False
     if entry is None:
-        ctx = _runtime.context()
+        ctx = RUNTIME.context()
         (eng,) = ctx.get_pvs(pvname)
-        with ca._lock:
+        with RUNTIME.lock:
             entry = _by_name.get(pvname)
             if entry is None:
-                entry = _CacheItem(pvname, id(eng), getattr(ca._tls, "context", None))
+                entry = _CacheItem(pvname, id(eng), getattr(RUNTIME.tls, "context", None))
                 if callable(callback):
                     entry.callbacks.append(callback)
                 _by_name[pvname] = entry
                 _chid_cache[int(entry.chid)] = entry
-                if ca.initial_context is not None:
-                    _cache.setdefault(ca.initial_context, {})[pvname] = entry
+                initial = RUNTIME.initial_context
+                if initial is not None:
+                    _cache.setdefault(initial, {})[pvname] = entry
                 new = True
     entry.engine()
     if not new and callable(callback) and callback not in entry.callbacks:
@@ -387,7 +381,7 @@ def create_channel(
 
 @withCHID
 def connect_channel(chid: chid_t, timeout: float | None = None, verbose: bool = False) -> bool:
-    """Wait up to *timeout* s (default :data:`DEFAULT_CONNECTION_TIMEOUT`); return whether connected."""
+    """Wait up to *timeout* s (default :data:`~compat.ca.DEFAULT_CONNECTION_TIMEOUT`); return whether connected."""
     entry = _entry(chid)
     eng = entry.engine()
     if verbose:
@@ -395,7 +389,7 @@ def connect_channel(chid: chid_t, timeout: float | None = None, verbose: bool = 
     if eng.connected:
         return True
     if timeout is None:
-        timeout = ca.DEFAULT_CONNECTION_TIMEOUT
+        timeout = SETTINGS.DEFAULT_CONNECTION_TIMEOUT
     try:
         eng.wait_for_connection(timeout=max(float(timeout), 0.0))
     except CAError:
@@ -435,7 +429,7 @@ def name(chid: chid_t) -> str:
 def host_name(chid: chid_t) -> str:
     """``'host:port'`` of the server, or ``'<disconnected>'``."""
     eng = _entry(chid).engine()
-    return _runtime.host_name(eng.server_address) if eng.connected else "<disconnected>"  # type: ignore[return-value]
+    return RUNTIME.host_name(eng.server_address) if eng.connected else "<disconnected>"  # type: ignore[return-value]
 
 
 @withCHID

@@ -14,7 +14,8 @@ subscription and put-completion callbacks run on engine callback threads.
 Locks: a channel's ``lock`` guards its get slots (taken briefly, never while
 waiting).  The settings (``HAS_NUMPY``, ``AUTOMONITOR_MAXLENGTH``,
 ``DEFAULT_SUBSCRIPTION_MASK``, ``DEFAULT_CONNECTION_TIMEOUT``) are read from
-the :mod:`compat.ca` module object at call time.
+the runtime's settings (``compat._runtime.SETTINGS``, where ``compat.ca.NAME =
+value`` stores them) at call time.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 from caclient import AccessDeniedError, CAError, RemoteError
 
-from . import _convert, ca, dbr
+from . import _convert, dbr
 from ._ca_channels import (
     _entry,
     chid_t,
@@ -37,12 +38,13 @@ from ._ca_channels import (
     isConnected,
     promote_fieldtype,
     promote_type,
-    withCA,
     withCHID,
     withConnectedCHID,
     withMaybeConnectedCHID,
 )
+from ._ca_context import withCA
 from ._ca_messages import CASeverityException, ChannelAccessException, ChannelAccessGetFailure, message
+from ._runtime import SETTINGS
 
 
 class _GetPending:
@@ -186,7 +188,7 @@ def get_complete_with_metadata(
     ftype = int(ftype)  # type: ignore[arg-type]
     ntype = dbr.native_type(ftype)
     out = _convert.metadata(result.metadata, ftype) if ftype >= dbr.TIME_STRING else {}
-    val = _convert.unpack_response(result, ntype, nelm, count, as_numpy and ca.HAS_NUMPY)
+    val = _convert.unpack_response(result, ntype, nelm, count, as_numpy and SETTINGS.HAS_NUMPY)
     if as_string:
         val = _as_string(val, chid, count, ftype)
     out["value"] = val
@@ -213,7 +215,9 @@ def _as_string(val: Any, chid: Any, count: int, ftype: int) -> Any:
     try:
         if ftype in (dbr.CHAR, dbr.TIME_CHAR, dbr.CTRL_CHAR):
             return (
-                _convert.string_for_many(val, dbr.CHAR, count, None) if count < ca.AUTOMONITOR_MAXLENGTH else str(val)
+                _convert.string_for_many(val, dbr.CHAR, count, None)
+                if count < SETTINGS.AUTOMONITOR_MAXLENGTH
+                else str(val)
             )
         if ftype == dbr.ENUM and count == 1:
             return _convert.string_for_many(val, dbr.ENUM, 1, get_enum_strings(chid))
@@ -345,10 +349,10 @@ def create_subscription(
         *ftype* is None and the channel does not connect within *timeout*.
     """
     entry = _entry(chid)
-    mask = mask or ca.DEFAULT_SUBSCRIPTION_MASK
+    mask = mask or SETTINGS.DEFAULT_SUBSCRIPTION_MASK
     if ftype is None:
         if not isConnected(chid):
-            wait = ca.DEFAULT_CONNECTION_TIMEOUT if timeout is None else timeout
+            wait = SETTINGS.DEFAULT_CONNECTION_TIMEOUT if timeout is None else timeout
             if not connect_channel(chid, timeout=wait):
                 raise ChannelAccessException(
                     f"create_subscription() timed out waiting '{int(chid)}' to connect ({wait:.0f} seconds)"
@@ -358,7 +362,7 @@ def create_subscription(
     pvname = entry.pvname
     chid_int = int(chid)
     user = callback
-    numpy_ok = ca.HAS_NUMPY
+    numpy_ok = SETTINGS.HAS_NUMPY
 
     def on_update(sub: Any, resp: Any) -> None:
         if resp.status != dbr.ECA_NORMAL or not callable(user):

@@ -10,14 +10,15 @@ A group collects reads (:func:`sg_get`) and completion-confirmed writes
 only when the reply happens to come in time; see the migration guide.
 
 Threads: the functions run in the caller's thread; replies complete their
-operation on an engine callback thread.  Locks: ``_groups_lock`` guards the
-group table; each group's ``_lock`` guards its list of operations.  Both are
-leaves: waits happen on the operations' events, outside every lock.
+operation on an engine callback thread.  State and locks: the group table
+and the id counter are the runtime's (``RUNTIME.groups``, guarded by
+``RUNTIME.lock``); each group's ``_lock`` guards its list of operations and
+is never held together with ``RUNTIME.lock``.  Waits happen on the
+operations' events, outside every lock.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from typing import Any
@@ -28,6 +29,7 @@ from . import _convert, dbr, utils
 from ._ca_channels import _entry, chid_t, element_count, field_type, isConnected
 from ._ca_io import get
 from ._ca_messages import CASeverityException, ChannelAccessException, message
+from ._runtime import RUNTIME
 
 __all__ = ["_unpack", "sg_block", "sg_create", "sg_delete", "sg_get", "sg_put", "sg_reset", "sg_test"]
 
@@ -86,9 +88,7 @@ class _Group:
             self.ops = []
 
 
-_groups_lock = threading.Lock()
-_groups: dict[int, _Group] = {}
-_ids = itertools.count(1)
+_groups: dict[int, _Group] = RUNTIME.groups  # type: ignore[assignment]  # (never rebound)
 
 
 def _group(fname: str, gid: Any) -> _Group:
@@ -96,7 +96,7 @@ def _group(fname: str, gid: Any) -> _Group:
         key = int(getattr(gid, "value", gid))
     except (TypeError, ValueError):
         key = -1
-    with _groups_lock:
+    with RUNTIME.lock:
         group = _groups.get(key)
     if group is None:
         raise CASeverityException(fname, message(ECA_BADSYNCGRP))
@@ -113,8 +113,8 @@ def _channel(fname: str, chid: Any) -> Any:
 
 def sg_create() -> _GroupId:
     """Create a synchronous group; returns its id (an int with ``.value``)."""
-    gid = _GroupId(next(_ids))
-    with _groups_lock:
+    gid = _GroupId(RUNTIME.new_group_id())
+    with RUNTIME.lock:
         _groups[int(gid)] = _Group()
     return gid
 
@@ -128,7 +128,7 @@ def sg_delete(gid: Any) -> int:
         No such group.
     """
     _group("sg_delete", gid)
-    with _groups_lock:
+    with RUNTIME.lock:
         _groups.pop(int(getattr(gid, "value", gid)), None)
     return dbr.ECA_NORMAL
 

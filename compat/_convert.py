@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from math import log10
 from typing import TYPE_CHECKING, Any
 
-from . import ca, dbr
+from . import dbr
+from ._ca_messages import CASeverityException, ChannelAccessException, message, write
+from ._runtime import SETTINGS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -211,6 +213,29 @@ def metadata(md: Any, ftype: int) -> dict[str, Any]:
     return out
 
 
+def char_text(val: Any) -> str:
+    """The text a CHAR value holds: its bytes up to the first NUL, as latin-1 (pyepics' rule).
+
+    *val* is a numpy array, a ctypes ``c_ubyte`` array (from an
+    ``as_numpy=False`` read), a list or tuple of ints, or one int.  The one
+    place compat turns CHAR data into text (:func:`char_value` and
+    :func:`string_for_many` strip it their own way).
+
+    Raises
+    ------
+    ValueError, TypeError
+        An element that is not a byte.
+    """
+    if is_ndarray(val):
+        raw: bytes = val.astype("u1", copy=False).tobytes()
+    elif isinstance(val, (ctypes.Array, list, tuple)):
+        raw = bytes(val)
+    else:
+        raw = bytes((val,))
+    nul = raw.find(b"\0")
+    return (raw[:nul] if nul >= 0 else raw).decode("latin-1")
+
+
 def char_value(
     val: Any,
     ntype: int,
@@ -236,25 +261,11 @@ def char_value(
     if ntype == dbr.STRING:
         return val
     n = count if count is not None else 1
-    if ntype == dbr.CHAR and (n < ca.AUTOMONITOR_MAXLENGTH or force_long_string):
-        if is_ndarray(val):
-            raw = val.astype("u1", copy=False).tobytes()
-        elif isinstance(val, ctypes.Array):
-            raw = bytes(val)  # (a c_ubyte array, from an as_numpy=False read)
-        elif isinstance(val, (list, tuple)):
-            try:
-                raw = bytes(val)
-            except (ValueError, TypeError):
-                return ""
-        else:
-            try:
-                raw = bytes((val,))
-            except (ValueError, TypeError):
-                return ""
-        nul = raw.find(b"\0")
-        if nul >= 0:
-            raw = raw[:nul]
-        return raw.decode("latin-1").rstrip()
+    if ntype == dbr.CHAR and (n < SETTINGS.AUTOMONITOR_MAXLENGTH or force_long_string):
+        try:
+            return char_text(val).rstrip()
+        except (ValueError, TypeError):
+            return ""
     if is_ndarray(val) and val.size == 1 and n <= 1:
         val = val[0].item()
     if n > 1:
@@ -287,19 +298,8 @@ def string_for_many(val: Any, ntype: int, nelm: int, enum_strs: Sequence[str] | 
     precision formatting).  An enum value without a state string gives
     ``str(v)`` (pyepics raises IndexError).
     """
-    if ntype == dbr.CHAR and nelm < ca.AUTOMONITOR_MAXLENGTH:
-        if is_ndarray(val):
-            raw = val.astype("u1", copy=False).tobytes()
-        elif isinstance(val, ctypes.Array):
-            raw = bytes(val)  # (a c_ubyte array, from an as_numpy=False read)
-        elif isinstance(val, list):
-            raw = bytes(val)
-        else:
-            raw = bytes((int(val),))
-        nul = raw.find(b"\0")
-        if nul >= 0:
-            raw = raw[:nul]
-        return raw.decode("latin-1").strip()
+    if ntype == dbr.CHAR and nelm < SETTINGS.AUTOMONITOR_MAXLENGTH:
+        return char_text(val).strip()
     if ntype == dbr.ENUM and nelm == 1:
         try:
             return str(enum_strs[val])  # type: ignore[index]
@@ -346,7 +346,7 @@ def encode_put(value: Any, ntype: int, nelm: int, encoding: str) -> tuple[Any, i
             try:
                 count = min(len(value), nelm) or nelm
             except TypeError:
-                ca.write(_ARRAY_WARNING)
+                write(_ARRAY_WARNING)
         if ntype == dbr.CHAR and isinstance(value, bytes):
             count = min(count + 1, nelm)
 
@@ -360,7 +360,7 @@ def encode_put(value: Any, ntype: int, nelm: int, encoding: str) -> tuple[Any, i
             if len(item) > dbr.MAX_STRING_SIZE:
                 raise ValueError("byte string too long")
             if len(item) == dbr.MAX_STRING_SIZE:
-                raise ca.CASeverityException("put", ca.message(186))
+                raise CASeverityException("put", message(186))
         items.extend([b""] * (count - len(items)))
         return items, count
 
@@ -385,7 +385,7 @@ def encode_put(value: Any, ntype: int, nelm: int, encoding: str) -> tuple[Any, i
     try:
         arr = value if isinstance(value, np.ndarray) else np.asarray(value)
     except (ValueError, IndexError):
-        raise ca.ChannelAccessException(f"cannot put array data to PV of type '{value!r}'") from None
+        raise ChannelAccessException(f"cannot put array data to PV of type '{value!r}'") from None
     arr = arr.reshape(-1)[:count]
     kind = arr.dtype.kind
     if ntype in _FLOAT_TYPES:

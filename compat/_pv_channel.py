@@ -26,10 +26,15 @@ from typing import Any
 
 from caclient import AccessDeniedError, CAError
 
-from . import _convert, _runtime, ca, dbr
+from . import _convert, dbr
+from ._ca_context import poll as _poll
+from ._ca_messages import CASeverityException, ChannelAccessGetFailure
 from ._pv_base import ACCESS_STRINGS as _ACCESS_STRINGS
 from ._pv_base import PVBase
 from ._pv_events import _Relay
+from ._runtime import RUNTIME, SETTINGS
+
+_WRITES = RUNTIME.writes  # (never rebound)
 
 
 class PVChannel(PVBase):
@@ -41,16 +46,16 @@ class PVChannel(PVBase):
     def _chan(self) -> Any:
         """The caclient PV, (re)attached to the current default Context."""
         eng = self._eng
-        if eng is not None and self._gen == _runtime.generation and not self._detached:
+        if eng is not None and self._gen == RUNTIME.generation and not self._detached:
             return eng
-        ctx = _runtime.context()
-        gen = _runtime.current_generation()
+        ctx = RUNTIME.context()
+        gen = RUNTIME.generation
         if self._gen != gen and self._gen != -1:
             # A new Context (after fork() or a reset): the old lock may have been
             # held by a thread that does not exist here.  One thread replaces
             # it (marking the PV unbound, -1, under the runtime lock), so that
             # two threads never bind with two different locks.
-            with _runtime.lock:
+            with RUNTIME.lock:
                 if self._gen != gen and self._gen != -1:
                     self._lock = threading.Lock()
                     self._gen = -1
@@ -60,7 +65,7 @@ class PVChannel(PVBase):
             (eng,) = ctx.get_pvs(self.pvname)
             self._eng, self._gen, self._detached = eng, gen, False
             self._ready = False
-            self._seen_writes = _runtime.writes.get(eng, 0)
+            self._seen_writes = _WRITES.get(eng, 0)
             self._applied = None
             self._last_conn = self._last_rights = None
             self._monref = self._monref_key = self._monref_mask = None
@@ -79,7 +84,7 @@ class PVChannel(PVBase):
             self._ready = False
             self._clear_monitor_locked()
             token, self._access_token = self._access_token, None
-        if relay is not None and self._gen == _runtime.generation:
+        if relay is not None and self._gen == RUNTIME.generation:
             relay.drop()
             if token is not None:
                 relay.eng.access_rights_callback.remove_callback(token)
@@ -95,15 +100,15 @@ class PVChannel(PVBase):
 
     def _update_hold(self) -> None:
         if self.callbacks or self.connection_callbacks or self.access_callbacks:
-            _runtime.hold(self)
+            RUNTIME.hold(self)
         else:
-            _runtime.release(self)
+            RUNTIME.release(self)
 
     def _setup_connected(self) -> bool:
         """Record the connection's fields and start the monitor; False if not connected."""
         eng = self._eng
         # The reverse lookup (DNS, perhaps slow) runs before the lock is taken.
-        host = _runtime.host_name(eng.server_address) if eng is not None else None
+        host = RUNTIME.host_name(eng.server_address) if eng is not None else None
         with self._lock:
             if eng is not self._eng or eng is None or self._detached or not eng.connected:
                 return False
@@ -146,7 +151,7 @@ class PVChannel(PVBase):
             return
         record = self.pvname.split(".", 1)[0]
         try:
-            (mdel,) = _runtime.context().get_pvs(f"{record}.MDEL")
+            (mdel,) = RUNTIME.context().get_pvs(f"{record}.MDEL")
             mdel.wait_for_connection(timeout=self.connection_timeout)
             if not mdel.access_rights & 2:
                 raise AccessDeniedError(f"{record}.MDEL: no write access")
@@ -162,11 +167,11 @@ class PVChannel(PVBase):
         if count is None:
             return
         if self._auto_monitor is None:
-            self._auto_monitor = count < ca.AUTOMONITOR_MAXLENGTH
+            self._auto_monitor = count < SETTINGS.AUTOMONITOR_MAXLENGTH
         if not self._auto_monitor:
             self._clear_monitor_locked()
             return
-        mask = ca.DEFAULT_SUBSCRIPTION_MASK if self._auto_monitor is True else int(self._auto_monitor)
+        mask = SETTINGS.DEFAULT_SUBSCRIPTION_MASK if self._auto_monitor is True else int(self._auto_monitor)
         if self._monref is not None and self._monref_key == self.ftype and self._monref_mask == mask:
             return
         self._clear_monitor_locked()
@@ -239,7 +244,7 @@ class PVChannel(PVBase):
             if self._monref is not None and self._args["value"] is None:
                 # Read once now, so that value, count and time stamp are known
                 # when this returns (the monitor's first update may lag).
-                with contextlib.suppress(CAError, ca.ChannelAccessGetFailure, ca.CASeverityException):
+                with contextlib.suppress(CAError, ChannelAccessGetFailure, CASeverityException):
                     self._initial_read()
         return True
 
@@ -280,10 +285,10 @@ class PVChannel(PVBase):
 
         The PV object stays usable: the next get/put attaches it again.
         """
-        with _runtime.lock:
-            for key, cached in list(_runtime.pv_cache.items()):
+        with RUNTIME.lock:
+            for key, cached in list(RUNTIME.pv_cache.items()):
                 if cached is self:
-                    del _runtime.pv_cache[key]
+                    del RUNTIME.pv_cache[key]
         self._unbind()
         self.clear_callbacks(True, True)
         self._args = self._initial_args(self._args.get("monitor_delta"))
@@ -291,4 +296,4 @@ class PVChannel(PVBase):
 
     def poll(self, evt: float = 1.0e-4, iot: float = 1.0) -> None:
         """Give other threads a moment (pyepics' event pump; nothing to pump here)."""
-        ca.poll(evt=evt, iot=iot)
+        _poll(evt=evt, iot=iot)

@@ -31,11 +31,13 @@ from math import log10
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from . import _convert, _runtime, ca, dbr
+from . import _convert, dbr
 from . import _fields as F
+from ._ca_messages import write as _write
 from ._convert import fmt_time
 from ._pv_base import ACCESS_STRINGS as _ACCESS_STRINGS
 from ._pv_base import PVBase
+from ._runtime import RUNTIME
 
 if TYPE_CHECKING:
     pass
@@ -100,6 +102,7 @@ class _Relay(weakref.ref):  # type: ignore[type-arg]
             sub.remove_callback(token)
 
 
+_WRITES = RUNTIME.writes  # (the runtime's, never rebound)
 _deref = weakref.ref.__call__  # (the relay's own __call__ is the callback)
 
 
@@ -286,7 +289,7 @@ class PVEvents(PVBase):
             else:
                 self._set_charval(value, call_ca=False)
             if self.verbose:
-                ca.write(f"{self.pvname}: {args['char_value']} ({fmt_time(args['timestamp'])})")
+                _write(f"{self.pvname}: {args['char_value']} ({fmt_time(args['timestamp'])})")
             self._run_all(on_worker=True)
 
     def _apply(self, resp: Any) -> Any:
@@ -359,7 +362,7 @@ class PVEvents(PVBase):
     def _stale(self) -> bool:
         """True when a put to this channel was made since this PV last read it."""
         eng = self._eng
-        return eng is not None and _runtime.writes.get(eng, 0) != self._seen_writes
+        return eng is not None and _WRITES.get(eng, 0) != self._seen_writes
 
     def _sync_access(self) -> None:
         eng = self._eng

@@ -27,8 +27,10 @@ from caclient import (
     RemoteError,
 )
 
-from . import _convert, _runtime, ca, dbr, utils
+from . import _convert, dbr, utils
+from ._ca_messages import CASeverityException, ChannelAccessGetFailure, message
 from ._pv_base import PVBase
+from ._runtime import RUNTIME
 
 if TYPE_CHECKING:
     pass
@@ -132,7 +134,7 @@ class PVReadWrite(PVBase):
         ):
             if count is None and self._user_max_count:
                 count = self._user_max_count
-            writes = _runtime.writes.get(self._eng, 0)
+            writes = RUNTIME.writes.get(self._eng, 0)
             metad = self._read(ftype, count, timeout, as_numpy)
             if metad is None:
                 return None
@@ -300,11 +302,11 @@ def _read_reply(pv: PVBase, eng: Any, ftype: int | None, count: int | None, time
     try:
         return eng.read(data_type=ftype, data_count=count, timeout=max(timeout, 0.0))
     except RemoteError as exc:
-        raise ca.ChannelAccessGetFailure(
+        raise ChannelAccessGetFailure(
             f"Get failed; status code: {exc.status}", chid=pv.chid, status=exc.status
         ) from None
     except AccessDeniedError:
-        raise ca.CASeverityException("get", ca.message(368)) from None
+        raise CASeverityException("get", message(368)) from None
     except CAError:  # (CATimeoutError, DisconnectedError and the rest)
         warnings.warn(f"ca.get('{pv.pvname}') timed out after {timeout:.2f} seconds.", stacklevel=4)
         return None
@@ -351,15 +353,15 @@ def _write_channel(
             eng.write(
                 payload, wait=wait, callback=callback, timeout=max(timeout, 0.0), data_type=ntype, data_count=count
             )
-        _runtime.note_write(eng)
+        RUNTIME.note_write(eng)
     except AccessDeniedError:
-        raise ca.CASeverityException("put", ca.message(376)) from None
+        raise CASeverityException("put", message(376)) from None
     except CATimeoutError:
-        _runtime.note_write(eng)
+        RUNTIME.note_write(eng)
         return -1
     except RemoteError as exc:
         # pyepics does not look at the completion status of a put
-        _runtime.note_write(eng)
+        RUNTIME.note_write(eng)
         log.warning("put to %s failed on the server: %s", name, exc)
         return 1
     except CAError:
@@ -384,7 +386,7 @@ def _write_and_wait(
         callback(result)
 
     eng.write(payload, wait=False, callback=on_done, timeout=max(timeout, 0.0), data_type=ntype, data_count=count)
-    _runtime.note_write(eng)
+    RUNTIME.note_write(eng)
     if not finished.wait(max(timeout, 0.0)):
         return -1
     result = outcome[0]

@@ -1,4 +1,4 @@
-"""pyepics' low-level ``epics.ca`` module, on top of caclient.
+"""pyepics' low-level ``epics.ca`` module, on top of caclient: a facade.
 
 Theory of operation
 -------------------
@@ -13,58 +13,44 @@ Python thread may call anything:
   is the same number as :attr:`compat.PV.chid` for that name), so chids are
   hashable, comparable and good dict keys, and every function taking a chid
   also takes that int;
-* *contexts* are bookkeeping only.  :func:`current_context`,
-  :func:`create_context`, :func:`attach_context`, :func:`detach_context`,
-  :func:`destroy_context` and :func:`use_initial_context` give the values a
-  pyepics script sees (an int per context, ``None`` in a thread that has
-  none), but all of them share the one engine, so no choice of calls can
-  leave a thread without Channel Access or crash the process;
+* *contexts* are bookkeeping only (see :mod:`compat._ca_context`): all of
+  them share the one engine, so no choice of calls can leave a thread
+  without Channel Access or crash the process;
 * :func:`poll`, :func:`pend_io`, :func:`pend_event` and :func:`flush_io`
   have nothing to pump: requests are sent when made.
 
-Settings are plain module attributes read at the time of each call, so a
-script may change them at any time, e.g.
-``compat.ca.AUTOMONITOR_MAXLENGTH = 2**20``.
-
-Locks: :data:`_lock` guards the channel and context tables; each channel
-entry has its own ``lock`` for its get slots.  Both are leaves: nothing
-waits, calls the engine or runs user code while holding them.
-
-After ``fork()`` the child forgets the engine and every context (see
-:func:`_after_fork_in_child`); chids the child inherited attach to the
-child's own engine by name on first use.
+Settings are module attributes read at the time of each call, so a script
+may change them at any time, e.g. ``compat.ca.AUTOMONITOR_MAXLENGTH =
+2**20``.  They live in :data:`compat._runtime.SETTINGS`; this module's
+class forwards reads and writes of their names there, and likewise of
+``libca`` and ``initial_context`` (kept in :data:`compat._runtime.RUNTIME`).
 
 Code map
 --------
-This module owns the settings, the process-wide state (``libca``,
-``initial_context``, the contexts, ``_lock``, the per-thread context) and
-the functions that change it: initialization, contexts, the event-loop
-stand-ins, :func:`clear_cache`, :class:`CAThread` and the fork handler.  The
-rest of pyepics' ``epics.ca`` lives in private modules and is bound here
-under the same names:
+This module holds no state and no code of its own beyond that forwarding:
+every name is bound from a private module, which take their state from
+:data:`compat._runtime.RUNTIME` (locks, lock order, fork and exit handling
+are described there):
 
 * :mod:`compat._ca_messages`: exceptions, ECA messages, ``PySEVCHK``,
   output stand-ins;
+* :mod:`compat._ca_context`: initialization, contexts, the event-loop
+  stand-ins, :func:`clear_cache`, :class:`CAThread`;
 * :mod:`compat._ca_channels`: chids, the channel tables, the ``with*``
   decorators, channel queries (``create_channel``, ``state`` ...);
-* :mod:`compat._ca_io`: ``get`` and friends, ``put``, subscriptions.
-
-Those modules read the settings and the state from this module object at
-call time (``ca.DEFAULT_CONNECTION_TIMEOUT``, ``ca._lock`` ...), never from
-a copy.
+* :mod:`compat._ca_io`: ``get`` and friends, ``put``, subscriptions;
+* :mod:`compat._ca_sg`: synchronous groups.
 """
 
 from __future__ import annotations
 
-import atexit
-import itertools
-import os
 import sys
-import threading
-import time
-from typing import Any
+import types
+from typing import TYPE_CHECKING, Any
 
-from . import _runtime, dbr
+from . import _runtime
+from ._runtime import RUNTIME as _RUNTIME
+from ._runtime import SETTINGS as _SETTINGS
 
 # The functions, classes and constants of pyepics' ``epics.ca`` that live in the private modules
 # (each name is bound here too, so that ``compat.ca.NAME`` keeps working):
@@ -85,6 +71,30 @@ from ._ca_messages import (
     withSEVCHK as withSEVCHK,
     write as write,
 )
+from ._ca_context import (
+    _ECA_BADCONTEXT as _ECA_BADCONTEXT,
+    _ECA_ISATTACHED as _ECA_ISATTACHED,
+    _reset as _reset,
+    CAThread as CAThread,
+    attach_context as attach_context,
+    clear_cache as clear_cache,
+    client_status as client_status,
+    context_create as context_create,
+    context_destroy as context_destroy,
+    create_context as create_context,
+    current_context as current_context,
+    destroy_context as destroy_context,
+    detach_context as detach_context,
+    finalize_libca as finalize_libca,
+    flush_io as flush_io,
+    initialize_libca as initialize_libca,
+    pend_event as pend_event,
+    pend_io as pend_io,
+    poll as poll,
+    test_io as test_io,
+    use_initial_context as use_initial_context,
+    withCA as withCA,
+)
 from ._ca_channels import (
     _ACCESS as _ACCESS,
     CS_CLOSED as CS_CLOSED,
@@ -92,12 +102,8 @@ from ._ca_channels import (
     CS_NEVER_CONN as CS_NEVER_CONN,
     CS_PREV_CONN as CS_PREV_CONN,
     _as_chid as _as_chid,
-    _by_name as _by_name,
-    _cache as _cache,
     _CacheItem as _CacheItem,
     _call_safely as _call_safely,
-    _chid_cache as _chid_cache,
-    _clear_cache_callbacks as _clear_cache_callbacks,
     _clear_channels as _clear_channels,
     _drop as _drop,
     _entry as _entry,
@@ -121,7 +127,6 @@ from ._ca_channels import (
     replace_access_rights_event as replace_access_rights_event,
     show_cache as show_cache,
     state as state,
-    withCA as withCA,
     withCHID as withCHID,
     withConnectedCHID as withConnectedCHID,
     withInitialContext as withInitialContext,
@@ -161,302 +166,79 @@ from ._ca_sg import (
 )
 # isort: on
 
-#: pyepics' switch for libca's preemptive callbacks.  compat's callbacks
-#: always run on worker threads; the value is kept for scripts that read it.
-PREEMPTIVE_CALLBACK = True
-#: With True (default) :func:`finalize_libca` runs at interpreter exit.
-AUTO_CLEANUP = True
-#: Kept for scripts that set it; compat prints no libca messages.
-WITH_CA_MESSAGES = False
-#: A PV with this many elements or more is not monitored unless asked for.
-AUTOMONITOR_MAXLENGTH = 65536
-#: Seconds to wait for a connection when no timeout is given.
-DEFAULT_CONNECTION_TIMEOUT = 2.0
-#: Event mask of automatic monitors: DBE_VALUE | DBE_ALARM.
-DEFAULT_SUBSCRIPTION_MASK = dbr.DBE_VALUE | dbr.DBE_ALARM
-#: numpy is always available to compat; set it False to get lists for arrays.
-HAS_NUMPY = True
+# The runtime's tables (mutated in place, never rebound), under pyepics' names:
+_cache = _RUNTIME.ca_cache
+_chid_cache = _RUNTIME.chid_cache
+_by_name = _RUNTIME.by_name
+_contexts = _RUNTIME.contexts
+_clear_cache_callbacks = _RUNTIME.clear_cache_callbacks
 
-_ECA_ISATTACHED = dbr.ECA_ISATTACHED
-_ECA_BADCONTEXT = 504  # (no such context) what libca would answer instead of crashing
+_SETTING_NAMES = _runtime.Settings.__slots__
 
-
-class _LibCA:
-    """What :data:`libca` holds once Channel Access is initialized (there is no C library)."""
-
-    def __repr__(self) -> str:
-        return "<compat libca: caclient engine>"
-
-
-_FINALIZED = object()
-#: None before :func:`initialize_libca`, a :class:`_LibCA` after it, a sentinel after :func:`finalize_libca`.
-libca: Any = None
-#: The context made by :func:`initialize_libca` (an int), or None.
-initial_context: int | None = None
-
-_lock = threading.Lock()
-_tls = threading.local()
-_handles = itertools.count(0x7F3A_0000_1000, 0x1000)
-#: Live context handles (ints), made by initialize_libca/create_context.
-_contexts: set[int] = set()
+if TYPE_CHECKING:  # (at run time these names are the module class's properties, below)
+    #: pyepics' switch for libca's preemptive callbacks.  compat's callbacks
+    #: always run on worker threads; the value is kept for scripts that read it.
+    PREEMPTIVE_CALLBACK: bool
+    #: With True (default) :func:`finalize_libca` runs at interpreter exit.
+    AUTO_CLEANUP: bool
+    #: Kept for scripts that set it; compat prints no libca messages.
+    WITH_CA_MESSAGES: bool
+    #: A PV with this many elements or more is not monitored unless asked for.
+    AUTOMONITOR_MAXLENGTH: int
+    #: Seconds to wait for a connection when no timeout is given.
+    DEFAULT_CONNECTION_TIMEOUT: float
+    #: Event mask of automatic monitors: DBE_VALUE | DBE_ALARM.
+    DEFAULT_SUBSCRIPTION_MASK: int
+    #: numpy is always available to compat; set it False to get lists for arrays.
+    HAS_NUMPY: bool
+    #: None before :func:`initialize_libca`, a :class:`_LibCA` after it, a sentinel after :func:`finalize_libca`.
+    libca: Any
+    #: The context made by :func:`initialize_libca` (an int), or None.
+    initial_context: int | None
+    #: The runtime's lock (guards the channel and context tables).
+    _lock: Any
+    #: The per-thread context.
+    _tls: Any
 
 
-# -- library and contexts --------------------------------------------------------------------------
-def initialize_libca() -> Any:
-    """Start Channel Access: make the engine and the initial context; return :data:`libca`.
+def _setting(name: str) -> property:
+    def get(module: types.ModuleType) -> Any:
+        return getattr(_SETTINGS, name)
 
-    Called on first use by every ``ca`` function, so scripts need not call
-    it.  The calling thread is attached to the initial context.  Calling it
-    again (or after :func:`finalize_libca`) is safe.
-    """
-    global libca, initial_context
-    with _lock:
-        if libca is None or libca is _FINALIZED:
-            libca = _LibCA()
-            handle = next(_handles)
-            _contexts.add(handle)
-            initial_context = handle
-            _cache.setdefault(handle, {})
-            _tls.context = handle
-            first = True
-        else:
-            first = False
-    if first and AUTO_CLEANUP:
-        atexit.unregister(finalize_libca)
-        atexit.register(finalize_libca)
-    return libca
+    def put(module: types.ModuleType, value: Any) -> None:
+        setattr(_SETTINGS, name, value)
+
+    return property(get, put, doc=f"``compat._runtime.SETTINGS.{name}``")
 
 
-def finalize_libca(maxtime: float = 10.0) -> None:
-    """Stop Channel Access: clear every channel and close the engine (within *maxtime* s).
+def _state(name: str, writable: bool) -> property:
+    def get(module: types.ModuleType) -> Any:
+        return getattr(_RUNTIME, name)
 
-    Later ``ca`` calls return None (as in pyepics, so that code running at
-    interpreter exit cannot fail); :func:`initialize_libca` starts again.
-    """
-    global libca
-    if libca is None or libca is _FINALIZED:
-        return
-    _clear_channels()
-    _runtime._reset(timeout=min(max(maxtime, 0.0), 5.0))
-    with _lock:
-        libca = _FINALIZED
-        _contexts.clear()
+    def put(module: types.ModuleType, value: Any) -> None:
+        with _RUNTIME.lock:
+            setattr(_RUNTIME, name, value)
+
+    return property(get, put if writable else None, doc=f"``compat._runtime.RUNTIME.{name}``")
 
 
-def _new_context() -> int:
-    global initial_context
-    with _lock:
-        handle = next(_handles)
-        _contexts.add(handle)
-        if initial_context is None:
-            initial_context = handle
-            _cache.setdefault(handle, {}).update(_by_name)
-        return handle
+class _CAModule(types.ModuleType):
+    """This module's class: its settings and state names read and write the runtime's."""
+
+    PREEMPTIVE_CALLBACK = _setting("PREEMPTIVE_CALLBACK")
+    AUTO_CLEANUP = _setting("AUTO_CLEANUP")
+    WITH_CA_MESSAGES = _setting("WITH_CA_MESSAGES")
+    AUTOMONITOR_MAXLENGTH = _setting("AUTOMONITOR_MAXLENGTH")
+    DEFAULT_CONNECTION_TIMEOUT = _setting("DEFAULT_CONNECTION_TIMEOUT")
+    DEFAULT_SUBSCRIPTION_MASK = _setting("DEFAULT_SUBSCRIPTION_MASK")
+    HAS_NUMPY = _setting("HAS_NUMPY")
+    libca = _state("libca", writable=True)
+    initial_context = _state("initial_context", writable=True)
+    _lock = _state("lock", writable=False)
+    _tls = _state("tls", writable=False)
 
 
-@withCA
-def context_create(ctx: int | None = None) -> int:
-    """Give this thread a context of its own unless it has one; returns ECA_NORMAL.
-
-    The new context is only a name for the process's one engine: channels
-    and callbacks are shared with every other context.
-    """
-    if getattr(_tls, "context", None) is None:
-        _tls.context = _new_context()
-    return dbr.ECA_NORMAL
-
-
-def create_context(ctx: int | None = None) -> None:
-    """As :func:`context_create` (pyepics' preferred name); sets :data:`initial_context` if unset."""
-    context_create(ctx)
-
-
-@withCA
-def context_destroy() -> int:
-    """Drop this thread's context; the engine and its channels stay (returns ECA_NORMAL)."""
-    handle = getattr(_tls, "context", None)
-    _tls.context = None
-    if handle is not None and handle != initial_context:
-        with _lock:
-            _contexts.discard(handle)
-    return dbr.ECA_NORMAL
-
-
-def destroy_context() -> int | None:
-    """As :func:`context_destroy`."""
-    return context_destroy()
-
-
-@withCA
-def attach_context(context: int | None) -> int:
-    """Attach this thread to *context*.
-
-    Returns ECA_NORMAL; ECA_ISATTACHED if the thread is attached to another
-    context already (it stays there, as in libca); an error status for an
-    unknown context (libca would crash).
-    """
-    handle: Any
-    if isinstance(context, int) and not isinstance(context, bool):
-        handle = int(context)
-    else:
-        handle = getattr(context, "value", None)
-    with _lock:
-        known = handle in _contexts
-    if not known:
-        return _ECA_BADCONTEXT
-    current = getattr(_tls, "context", None)
-    if current is not None and current != handle:
-        return _ECA_ISATTACHED
-    _tls.context = handle
-    return dbr.ECA_NORMAL
-
-
-@withCA
-def detach_context() -> int:
-    """Detach this thread from its context (it can still use CA); returns ECA_NORMAL."""
-    _tls.context = None
-    return dbr.ECA_NORMAL
-
-
-@withCA
-def use_initial_context() -> int:
-    """Attach this thread to the initial context; returns ECA_NORMAL.
-
-    Never needed here (every thread uses the one engine) and never fails:
-    a thread attached to another context is moved to the initial one.
-    """
-    if initial_context is not None:
-        with _lock:
-            _contexts.add(initial_context)
-        _tls.context = initial_context
-    return dbr.ECA_NORMAL
-
-
-@withCA
-def current_context() -> int | None:
-    """This thread's context (an int), or None if it has none (as in pyepics)."""
-    handle: int | None = getattr(_tls, "context", None)
-    return handle
-
-
-@withCA
-def client_status(context: Any, level: int) -> int:
-    """Print a short status of the engine to stderr; returns ECA_NORMAL."""
-    ctx = _runtime.context()
-    sys.stderr.write(f"{ctx!r}\n")
-    if level > 0:
-        for circuit in ctx.circuits:
-            sys.stderr.write(f"  {circuit!r}\n")
-    return dbr.ECA_NORMAL
-
-
-# -- event loop (nothing to pump) ------------------------------------------------------------------
-def pend_event(timeout: float = 1.0e-5) -> int:
-    """Let other threads run for *timeout* seconds; returns ECA_TIMEOUT.
-
-    Nothing needs pumping: compat's engine runs in its own threads.  The
-    short sleep keeps ``while True: poll()`` loops from spinning a core.
-    """
-    if timeout > 0:
-        time.sleep(timeout)
-    return dbr.ECA_TIMEOUT
-
-
-def pend_io(timeout: float = 1.0) -> int:
-    """Return ECA_NORMAL at once: requests are sent as they are made."""
-    return dbr.ECA_NORMAL
-
-
-def poll(evt: float = 1.0e-5, iot: float = 1.0) -> int:
-    """pyepics' event-loop call: :func:`pend_event` then :func:`pend_io`; returns 1."""
-    pend_event(evt)
-    return pend_io(iot)
-
-
-def flush_io() -> int:
-    """Return ECA_NORMAL: requests are sent as they are made."""
-    return dbr.ECA_NORMAL
-
-
-def test_io() -> bool:
-    """True: there is never outstanding I/O to wait for with pend_io."""
-    return True
-
-
-def clear_cache() -> None:
-    """Forget every channel and PV, close the engine and start a fresh context.
-
-    As in pyepics (and as :class:`compat.CAProcess` does in its child): a
-    full reset of Channel Access for this process.  PV objects made before
-    reconnect on their next use.
-    """
-    global initial_context
-    for callback in list(_clear_cache_callbacks.values()):
-        callback()
-    from . import pv  # (pv imports this module)
-
-    pv.clear_pvcache()
-    _clear_channels()
-    _runtime._reset()
-    with _lock:
-        _cache.clear()
-        _contexts.clear()
-    initial_context = None
-    _tls.context = None
-    detach_context()
-    create_context()
-
-
-def _reset() -> None:
-    """Forget every channel and context and close the engine (for tests): as before first use."""
-    global libca, initial_context, _tls
-    _clear_channels()
-    _runtime._reset()
-    with _lock:
-        libca = None
-        initial_context = None
-        _contexts.clear()
-        _cache.clear()
-    _tls = threading.local()
-
-
-# -- threads -------------------------------------------------------------------------------------
-class CAThread(threading.Thread):
-    """A :class:`threading.Thread` that calls :func:`use_initial_context` before running.
-
-    Kept for compatibility: every thread can use Channel Access here, so a
-    plain Thread works the same.  Unlike pyepics, a CAThread started before
-    the main thread made any CA call works too.
-    """
-
-    def run(self) -> None:
-        use_initial_context()
-        super().run()
-
-
-# -- fork ----------------------------------------------------------------------------------------
-def _after_fork_in_child() -> None:
-    """In a forked child: forget the engine and every context; keep the channel names.
-
-    The inherited chids bind to the child's own engine by name when next
-    used (their subscriptions and pending gets are not carried over).
-    """
-    global _lock, _tls, libca, initial_context
-    _lock = threading.Lock()
-    _tls = threading.local()
-    libca = None
-    initial_context = None
-    _contexts.clear()
-    _cache.clear()
-    for entry in list(_by_name.values()):
-        entry.lock = threading.Lock()
-        entry._eng, entry._tokens, entry._gen = None, None, -1
-        entry.gets = {}
-        entry.conn = False
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+sys.modules[__name__].__class__ = _CAModule
 
 __all__ = [
     "AUTOMONITOR_MAXLENGTH",

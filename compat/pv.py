@@ -311,8 +311,8 @@ def get_pv(
     if isinstance(pvname, PV):
         pvname = pvname.pvname
     key = (pvname, form, context)
-    with _runtime.lock:
-        thispv = _runtime.pv_cache.get(key)
+    with _runtime.RUNTIME.lock:
+        thispv = _runtime.RUNTIME.pv_cache.get(key)
     if thispv is None:
         if context != ca.current_context():
             raise RuntimeError("PV is not in cache for user-requested context")
@@ -328,8 +328,8 @@ def get_pv(
             auto_monitor=auto_monitor,
             monitor_delta=monitor_delta,
         )
-        with _runtime.lock:
-            thispv = _runtime.pv_cache.setdefault(key, created)
+        with _runtime.RUNTIME.lock:
+            thispv = _runtime.RUNTIME.pv_cache.setdefault(key, created)
         if thispv is not created:
             created.disconnect()
     else:
@@ -358,9 +358,9 @@ def _current_context() -> int | None:
 
 def clear_pvcache() -> None:
     """Disconnect and forget every PV cached by :func:`get_pv`."""
-    with _runtime.lock:
-        cached = list(_runtime.pv_cache.values())
-        _runtime.pv_cache.clear()
+    with _runtime.RUNTIME.lock:
+        cached = list(_runtime.RUNTIME.pv_cache.values())
+        _runtime.RUNTIME.pv_cache.clear()
     for thispv in cached:
         thispv.disconnect()
 
@@ -368,4 +368,4 @@ def clear_pvcache() -> None:
 #: The class :func:`get_pv` creates; scripts may replace it with a subclass.
 default_pv_class = PV
 #: :func:`get_pv`'s cache, ``{(name, form, context): PV}`` as in pyepics (the dict compat's runtime uses).
-_PVcache_ = _runtime.pv_cache
+_PVcache_ = _runtime.RUNTIME.pv_cache

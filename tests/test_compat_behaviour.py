@@ -292,10 +292,10 @@ def test_a_forked_child_builds_its_own_context(epics: Any, cioc: IOCHandle) -> N
         code = 1
         try:
             out = {
-                "fresh": epics._runtime._context is None,
+                "fresh": epics._runtime.RUNTIME.engine_context is None,
                 "caget": epics.caget(cioc.pv("longin")),
                 "old_pv": pv.get(),
-                "new_ctx": epics._runtime._context is not parent_ctx,
+                "new_ctx": epics._runtime.RUNTIME.engine_context is not parent_ctx,
             }
             os.write(wfd, pickle.dumps(out))
             epics._runtime._reset()

@@ -157,7 +157,13 @@ def test_inherited_chid_works_in_forked_child(epics: Any, cioc: IOCHandle) -> No
 
     def child() -> None:
         try:
-            out.put((epics._runtime._context is None, epics.ca.get(chid), epics.ca.current_context() is not None))
+            out.put(
+                (
+                    epics._runtime.RUNTIME.engine_context is None,
+                    epics.ca.get(chid),
+                    epics.ca.current_context() is not None,
+                )
+            )
         except BaseException as exc:
             out.put(repr(exc))
 

@@ -42,7 +42,7 @@ def test_rebinding_from_two_threads_binds_once(epics: Any, cioc: IOCHandle, monk
 
 def test_host_lookup_runs_without_the_pv_lock(epics: Any, cioc: IOCHandle, monkeypatch: pytest.MonkeyPatch) -> None:
     """A slow reverse lookup must not hold the PV's lock, and its cache is written under the runtime lock."""
-    runtime = compat._runtime
+    runtime = compat._runtime.RUNTIME
     in_lookup = threading.Event()
     release = threading.Event()
     held_during_lookup: list[bool] = []
@@ -68,7 +68,7 @@ def test_host_lookup_runs_without_the_pv_lock(epics: Any, cioc: IOCHandle, monke
             super().__setitem__(key, value)
 
     monkeypatch.setattr(runtime, "hostnames", CheckedDict())
-    monkeypatch.setattr(runtime.socket, "gethostbyaddr", slow_gethostbyaddr)
+    monkeypatch.setattr(compat._runtime.socket, "gethostbyaddr", slow_gethostbyaddr)
     pv = compat.PV(cioc.pv("ai"), auto_monitor=False)
     pv_box.append(pv)
     pv._chan()

@@ -43,7 +43,7 @@ def _run_threads(n: int, work: Callable[[int], None], timeout: float) -> None:
 @pytest.mark.timeout(90)
 def test_sixteen_threads_hammering_before_any_main_thread_call(epics: Any, cioc: IOCHandle) -> None:
     P = cioc.prefix
-    assert compat._runtime._context is None  # nothing in this process has used CA yet
+    assert compat._runtime.RUNTIME.engine_context is None  # nothing in this process has used CA yet
     callback_results: queue.Queue[Any] = queue.Queue()
 
     def reentrant(pvname: str = "", value: Any = None, **kw: Any) -> None:
