@@ -200,6 +200,13 @@ def count_fork(**kw):
     return real_fork(**kw)
 atexit.register, os.register_at_fork = count_atexit, count_fork
 import compat, compat.ca, compat.pv, compat.multiproc, compat.motor, compat.alarm, compat.device, compat.devices
+import asyncio, compat.aioca
+async def touch_aioca():  # (makes compat.aioca's per-loop channel cache)
+    try:
+        await compat.aioca.caget("NOT:THERE", timeout=0.2)
+    except compat.aioca.CANothing:
+        pass
+asyncio.run(touch_aioca())
 from compat._runtime import RUNTIME
 class Part:
     def reset(self): pass

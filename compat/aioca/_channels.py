@@ -21,14 +21,13 @@ use compat.aioca at once; no engine call or user code runs under it.
 from __future__ import annotations
 
 import asyncio
-import atexit
-import os
 import socket
 import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._runtime import RUNTIME
 from ._constants import CS_CLOSED, CS_CONN, CS_NEVER_CONN, CS_PREV_CONN
 from ._convert import ReadPlan, plan_read
 
@@ -218,7 +217,6 @@ class _Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()  # guards _caches
         self._caches: dict[asyncio.AbstractEventLoop, ChannelCache] = {}
-        self._atexit = False
 
     def cache(self, what: str) -> ChannelCache:
         """The running loop's cache (made on first use); caches of closed loops are purged."""
@@ -231,17 +229,22 @@ class _Registry:
                 for c in dead:
                     del self._caches[c.loop]
                 cache = self._caches[loop] = ChannelCache(loop)
-                if not self._atexit:
-                    atexit.register(self.purge_all)
-                    self._atexit = True
         for c in dead:
             c.purge()
         return cache
 
-    def forget_all(self) -> None:
+    def after_fork_in_child(self) -> None:
         """In a forked child: drop the parent's caches without touching them (their engines discard themselves)."""
         self._lock = threading.Lock()
         self._caches = {}
+
+    def reset(self) -> None:
+        """compat's one reset (:meth:`compat._runtime.Runtime.reset`): close every loop's channels."""
+        self.purge_all()
+
+    def at_exit(self) -> None:
+        """compat's one exit hook: close every loop's channels and Contexts."""
+        self.purge_all()
 
     def purge_all(self) -> None:
         """Purge every loop's cache: all channels and subscriptions close."""
@@ -253,7 +256,7 @@ class _Registry:
 
 
 REGISTRY = _Registry()
-os.register_at_fork(after_in_child=REGISTRY.forget_all)
+RUNTIME.attach(REGISTRY)  # compat's one reset, fork and exit hooks cover these caches too
 
 
 def get_channel(name: str, what: str = "caget()") -> Channel:
