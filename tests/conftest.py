@@ -43,7 +43,7 @@ from caclient.testing import (  # noqa: E402
 
 apply_loopback_env(loopback_env())
 
-LEAK_GRACE_SECONDS = 2.0
+LEAK_GRACE_SECONDS = 5.0
 THREAD_PREFIX = "caclient"
 
 

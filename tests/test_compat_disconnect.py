@@ -20,7 +20,7 @@ from compat_support import differences, run_pyepics, use_compat
 from caclient.testing import EpicsIOC, IOCHandle
 
 SCENARIO = """
-import os, signal
+import os, signal, time
 conn_q = queue.Queue()
 p = epics.PV(P + 'ao', connection_callback=lambda pvname=None, conn=None, **kw: conn_q.put(conn))
 record('first', conn_q.get(timeout=10))
@@ -29,6 +29,12 @@ record('value', p.get(use_monitor=False))  # (pyepics's monitored get() may stil
 record('caget', epics.caget(P + 'ao'))
 os.kill(IOC_PID, signal.SIGKILL)
 record('lost', conn_q.get(timeout=30))
+# pyepics runs the connection callback before its PV stops saying it is
+# connected (and get() may still hand out the cached value meanwhile): read
+# once the PV itself says it is disconnected, on both sides.
+settle = time.monotonic() + 10
+while p.connected and time.monotonic() < settle:
+    time.sleep(0.01)
 record('connected', p.connected)
 record('get', p.get(timeout=0.5))
 record('get_with_metadata', p.get_with_metadata(timeout=0.5))
