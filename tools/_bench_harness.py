@@ -476,3 +476,60 @@ def cli(
             json.dump(report, fh, indent=2, default=str)
         print(f"\nJSON written to {args.json}")
     return 0
+
+
+def run_front_end(
+    args: argparse.Namespace,
+    scenarios: Sequence[Scenario],
+    *,
+    prog: str,
+    title: str,
+    vers: dict[str, str],
+    ours: str,
+    render_table: Callable[[dict[str, dict[str, RunResult]], tuple[str, ...]], str],
+    module: str,
+    waveform_worker: str = "waveform",
+    progress_widths: tuple[int, int] = (18, 9),
+) -> dict[str, Any]:
+    """The ``run`` of the front ends that compare one facade (asyncio, compat, ophyd) with its peers.
+
+    Prints the header (`title`, `vers`, whose advantage factor the table shows: `ours`),
+    the progress lines, the table from `render_table`, the failures and notes and the
+    scenario details; returns the JSON report.
+    """
+    selected = [s for s in scenarios if not args.only or s.name in args.only]
+    clients = tuple(args.clients)
+    cores = os.cpu_count() or 0
+    print(f"{title} benchmark (python -m {prog}" + (" --quick" if args.quick else "") + ")")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
+    print(f"{cores} CPU cores shared by the IOC and the client; loopback only; one fresh process per figure")
+    print(ours)
+    print(flush=True)
+    all_results = run_scenarios(
+        args,
+        selected,
+        module=module,
+        waveform_worker=waveform_worker,
+        progress_widths=progress_widths,
+        warn_dead_ioc=False,
+    )
+    print()
+    print(render_table(all_results, clients))
+    notes = [
+        f"  {name} / {client}: " + ("; ".join(r.notes) if r.ok else f"FAIL: {r.error} {r.info.get('stderr_tail', '')}")
+        for name, res in all_results.items()
+        for client, r in res.items()
+        if r.notes or not r.ok
+    ]
+    if notes:
+        print("\nfailures and notes:")
+        print("\n".join(notes))
+    print("\nscenario details:")
+    for sc in selected:
+        print(f"  {sc.name}: {sc.description}")
+    return {
+        "versions": vers,
+        "cpu_count": cores,
+        "quick": args.quick,
+        "scenarios": {name: {c: r.as_json() for c, r in res.items()} for name, res in all_results.items()},
+    }

@@ -22,7 +22,6 @@ loop's lag (p99 and max of a 10 ms ticker) while the updates flow.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -161,8 +160,6 @@ def render_table(all_results: dict[str, dict[str, RunResult]], clients: tuple[st
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    selected = [s for s in SCENARIOS if not args.only or s.name in args.only]
-    clients = tuple(args.clients)
     vers = versions()
     for dist in ("aioca",):
         try:
@@ -171,40 +168,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             vers[dist] = importlib.metadata.version(dist)
         except Exception:
             vers[dist] = "missing"
-    cores = os.cpu_count() or 0
-    print("asyncio benchmark (python -m tools.bench_asyncio" + (" --quick" if args.quick else "") + ")")
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
-    print(f"{cores} CPU cores shared by the IOC and the client; loopback only; one fresh process per figure")
-    print("'adv vs X' = caclient.asyncio's advantage factor (> 1, marked +, means caclient is better)")
-    print(flush=True)
-    all_results = bench.run_scenarios(
+    return bench.run_front_end(
         args,
-        selected,
+        SCENARIOS,
+        prog="tools.bench_asyncio",
+        title="asyncio",
+        vers=vers,
+        ours="'adv vs X' = caclient.asyncio's advantage factor (> 1, marked +, means caclient is better)",
+        render_table=render_table,
         module="tools._bench_asyncio_workers",
         waveform_worker="waveform",
         progress_widths=(22, 12),
-        warn_dead_ioc=False,
     )
-    print()
-    print(render_table(all_results, clients))
-    notes = [
-        f"  {name} / {client}: " + ("; ".join(r.notes) if r.ok else f"FAIL: {r.error} {r.info.get('stderr_tail', '')}")
-        for name, res in all_results.items()
-        for client, r in res.items()
-        if r.notes or not r.ok
-    ]
-    if notes:
-        print("\nfailures and notes:")
-        print("\n".join(notes))
-    print("\nscenario details:")
-    for sc in selected:
-        print(f"  {sc.name}: {sc.description}")
-    return {
-        "versions": vers,
-        "cpu_count": cores,
-        "quick": args.quick,
-        "scenarios": {name: {c: r.as_json() for c, r in res.items()} for name, res in all_results.items()},
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,6 @@ Scenarios (``--quick`` uses a tenth of the signals):
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -93,47 +92,23 @@ def render_table(all_results: dict[str, dict[str, RunResult]], clients: tuple[st
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the selected scenarios; print progress, the table and the details; return the report."""
-    selected = [s for s in SCENARIOS if not args.only or s.name in args.only]
-    clients = tuple(args.clients)
     vers = versions()
     for name in ("ophyd", "bluesky"):
         try:
             vers[name] = __import__(name).__version__
         except ImportError:
             vers[name] = "not installed"
-    cores = os.cpu_count() or 0
-    print("ophyd benchmark (python -m tools.bench_ophyd" + (" --quick" if args.quick else "") + ")")
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
-    print(f"{cores} CPU cores shared by the IOC and the client; loopback only; one fresh process per figure")
-    print("'adv vs X' = compat's advantage factor (> 1, marked +, means compat is better)")
-    print(flush=True)
-    all_results = bench.run_scenarios(
+    return bench.run_front_end(
         args,
-        selected,
+        SCENARIOS,
+        prog="tools.bench_ophyd",
+        title="ophyd",
+        vers=vers,
+        ours="'adv vs X' = compat's advantage factor (> 1, marked +, means compat is better)",
+        render_table=render_table,
         module="tools._bench_ophyd_workers",
         progress_widths=(18, 8),
-        warn_dead_ioc=False,
     )
-    print()
-    print(render_table(all_results, clients))
-    notes = [
-        f"  {name} / {client}: " + ("; ".join(r.notes) if r.ok else f"FAIL: {r.error} {r.info.get('stderr_tail', '')}")
-        for name, res in all_results.items()
-        for client, r in res.items()
-        if r.notes or not r.ok
-    ]
-    if notes:
-        print("\nfailures and notes:")
-        print("\n".join(notes))
-    print("\nscenario details:")
-    for sc in selected:
-        print(f"  {sc.name}: {sc.description}")
-    return {
-        "versions": vers,
-        "cpu_count": cores,
-        "quick": args.quick,
-        "scenarios": {name: {c: r.as_json() for c, r in res.items()} for name, res in all_results.items()},
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

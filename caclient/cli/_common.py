@@ -21,6 +21,7 @@ from ._cparse import scan_double, sscanf_uint
 if TYPE_CHECKING:
     from .._context import Context
     from .._pv import PV
+    from ._getopt import Option
 
 DEFAULT_TIMEOUT = 1.0
 PRIORITY_MAX = 99
@@ -124,6 +125,32 @@ class Common:
         if not any(isinstance(h, logging.NullHandler) for h in engine_log.handlers):
             engine_log.addHandler(logging.NullHandler())
         return Context(timeout=self.wait_seconds(), encoding="latin-1")
+
+
+def apply_options(
+    common: Common, options: Sequence[Option], apply: Callable[[str, str | None], int | None]
+) -> int | None:
+    """Report a bad option, or *apply* each one in turn; return an exit status to stop with, or None to go on."""
+    for opt in options:
+        if opt.letter == "?":
+            return common.unknown_option(opt.optopt)
+        if opt.letter == ":":
+            return common.missing_argument(opt.optopt)
+        status = apply(opt.letter, opt.arg)
+        if status is not None:
+            return status
+    return None
+
+
+def help_or_version(letter: str, usage: str) -> int | None:
+    """``-h`` (print *usage*) or ``-V`` (print the version): exit status 0; None for any other option."""
+    if letter == "h":
+        F.err(usage)
+        return 0
+    if letter == "V":
+        F.Output().line(version_line())
+        return 0
+    return None
 
 
 def exception_block(status: int, op: int, channel: str, dbr: int, count: int, context: str) -> str:

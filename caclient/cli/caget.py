@@ -18,12 +18,13 @@ from ._common import (
     DEFAULT_TIMEOUT,
     PRIORITY_MAX,
     Common,
+    apply_options,
     check_names,
     connect,
     exception_block,
+    help_or_version,
     text_arg,
     time_left,
-    version_line,
     zero_response,
 )
 from ._cparse import sscanf_int
@@ -120,12 +121,9 @@ class Request:
     def apply(self, letter: str, arg: str | None) -> int | None:
         """Apply one option; return an exit status to stop with, or None to go on."""
         style = self.style
-        if letter == "h":
-            F.err(USAGE)
-            return 0
-        if letter == "V":
-            F.Output().line(version_line())
-            return 0
+        status = help_or_version(letter, USAGE)
+        if status is not None:
+            return status
         if letter == "t":
             self.set_format(TERSE)
         elif letter == "a":
@@ -190,14 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run caget with *argv* (default ``sys.argv[1:]``); return the exit status."""
     req = Request()
     options, operands = getopt(sys.argv[1:] if argv is None else argv, OPTSTRING)
-    for opt in options:
-        if opt.letter == "?":
-            return req.common.unknown_option(opt.optopt)
-        if opt.letter == ":":
-            return req.common.missing_argument(opt.optopt)
-        status = req.apply(opt.letter, opt.arg)
-        if status is not None:
-            return status
+    status = apply_options(req.common, options, req.apply)
+    if status is not None:
+        return status
     if not operands:
         return req.common.no_pv()
     names = [text_arg(name) for name in operands]

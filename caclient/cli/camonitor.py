@@ -21,7 +21,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import _format as F
-from ._common import DEFAULT_TIMEOUT, PRIORITY_MAX, Common, check_names, libca_report, text_arg, version_line
+from ._common import (
+    DEFAULT_TIMEOUT,
+    PRIORITY_MAX,
+    Common,
+    apply_options,
+    check_names,
+    help_or_version,
+    libca_report,
+    text_arg,
+)
 from ._cparse import sscanf_int, sscanf_uint
 from ._getopt import getopt
 from ._wide import ECA_DISCONN, ECA_NORMAL, Channel, WideLine
@@ -103,12 +112,9 @@ class Monitor:
     def apply(self, letter: str, arg: str | None) -> int | None:
         """Apply one option; return an exit status to stop with, or None to go on."""
         style = self.style
-        if letter == "h":
-            F.err(USAGE)
-            return 0
-        if letter == "V":
-            F.Output().line(version_line())
-            return 0
+        status = help_or_version(letter, USAGE)
+        if status is not None:
+            return status
         if letter == "n":
             style.enum_as_number = True
         elif letter == "s":
@@ -237,14 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run camonitor with *argv* (default ``sys.argv[1:]``) until interrupted."""
     mon = Monitor()
     options, operands = getopt(sys.argv[1:] if argv is None else argv, OPTSTRING)
-    for opt in options:
-        if opt.letter == "?":
-            return mon.common.unknown_option(opt.optopt)
-        if opt.letter == ":":
-            return mon.common.missing_argument(opt.optopt)
-        status = mon.apply(opt.letter, opt.arg)
-        if status is not None:
-            return status
+    status = apply_options(mon.common, options, mon.apply)
+    if status is not None:
+        return status
     if not operands:
         return mon.common.no_pv()
     names = [text_arg(name) for name in operands]

@@ -91,6 +91,17 @@ def _is_list(pv: Any) -> bool:
     return isinstance(pv, (list, tuple))
 
 
+async def _each(pv: Any, body: Callable[[str], Coroutine[Any, Any, Any]], timeout: Any, throw: bool) -> Any:
+    """*body* for one PV (:func:`_one`), or for each PV of a list (recursively) at once (:func:`_many`)."""
+    if _is_list(pv):
+
+        async def one(name: Any, **more: Any) -> Any:
+            return await _each(name, body, **more)
+
+        return await _many(pv, one, timeout, throw)
+    return await _one(pv, lambda: body(pv), timeout, throw)
+
+
 # -- caget ---------------------------------------------------------------------------------------------
 async def caget(
     pv: Any,
@@ -264,13 +275,7 @@ async def connect(pv: Any, wait: bool = True, *, timeout: Any = DEFAULT_TIMEOUT,
     CANothing or list of CANothing
         ``ok`` true once connected (or at once without *wait*).
     """
-    if _is_list(pv):
-
-        async def one(name: str, **more: Any) -> Any:
-            return await connect(name, wait, **more)
-
-        return await _many(pv, one, timeout, throw)
-    return await _one(pv, lambda: _connect(pv, wait), timeout, throw)
+    return await _each(pv, lambda name: _connect(name, wait), timeout, throw)
 
 
 async def _connect(name: str, wait: bool) -> CANothing:
@@ -337,13 +342,7 @@ async def cainfo(pv: Any, wait: bool = True, *, timeout: Any = DEFAULT_TIMEOUT, 
     -------
     CAInfo or list of CAInfo
     """
-    if _is_list(pv):
-
-        async def one(name: str, **more: Any) -> Any:
-            return await cainfo(name, wait, **more)
-
-        return await _many(pv, one, timeout, throw)
-    return await _one(pv, lambda: _cainfo(pv, wait), timeout, throw)
+    return await _each(pv, lambda name: _cainfo(name, wait), timeout, throw)
 
 
 async def _cainfo(name: str, wait: bool) -> CAInfo:

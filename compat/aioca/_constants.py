@@ -60,6 +60,18 @@ DEFAULT_EVENTS = {
     FORMAT_CTRL: DBE_VALUE | DBE_ALARM | DBE_PROPERTY,
 }
 
+#: The limit attributes of a FORMAT_CTRL value, in aioca's order.
+LIMIT_FIELDS = (
+    "upper_disp_limit",
+    "lower_disp_limit",
+    "upper_alarm_limit",
+    "lower_alarm_limit",
+    "upper_warning_limit",
+    "lower_warning_limit",
+    "upper_ctrl_limit",
+    "lower_ctrl_limit",
+)
+
 #: Every attribute name an augmented value may carry.
 ca_extra_fields = [
     "name",
@@ -72,14 +84,7 @@ ca_extra_fields = [
     "timestamp",
     "datetime",
     "units",
-    "upper_disp_limit",
-    "lower_disp_limit",
-    "upper_alarm_limit",
-    "lower_alarm_limit",
-    "upper_warning_limit",
-    "lower_warning_limit",
-    "upper_ctrl_limit",
-    "lower_ctrl_limit",
+    *LIMIT_FIELDS,
     "precision",
     "enums",
 ]

@@ -39,6 +39,7 @@ from ._constants import (
     FORMAT_CTRL,
     FORMAT_RAW,
     FORMAT_TIME,
+    LIMIT_FIELDS,
     TIME_OFFSET,
 )
 from ._values import SCALAR_CLASS, InvalidDatatype, ca_array, ca_bytes, ca_str
@@ -70,16 +71,6 @@ _DTYPES: dict[int, Any] = {
     DBR_LONG: np.dtype(np.int32),
     DBR_DOUBLE: np.dtype(np.float64),
 }
-_LIMITS = (
-    "upper_disp_limit",
-    "lower_disp_limit",
-    "upper_alarm_limit",
-    "lower_alarm_limit",
-    "upper_warning_limit",
-    "lower_warning_limit",
-    "upper_ctrl_limit",
-    "lower_ctrl_limit",
-)
 
 
 def dbr_of_python_type(datatype: Any) -> int:
@@ -289,7 +280,7 @@ def _ctrl(precision: bool) -> Callable[[Any, Any], None]:
     def extras(value: Any, md: Any) -> None:
         _alarm(value, md)
         value.units = md.units
-        for limit in _LIMITS:
+        for limit in LIMIT_FIELDS:
             setattr(value, limit, getattr(md, limit))
         if precision:
             value.precision = md.precision

@@ -18,6 +18,7 @@ from .. import ca, utils
 from ..device import Device
 from ..pv import get_pv
 from ._common import DEVICE_OWN
+from ._filesaver import FileSaverMixin
 
 __all__ = ["DXP", "MAX_ROIS", "MCA", "ROI", "MultiXMAP"]
 
@@ -297,7 +298,7 @@ class MCA(Device):
         return cal[0] + en * (cal[1] + en * cal[2])
 
 
-class MultiXMAP(Device):
+class MultiXMAP(FileSaverMixin):
     """A multi-element XIA xMAP: DXP parameters and MCAs per element, acquisition control and a file saver.
 
     Parameters
@@ -496,64 +497,6 @@ class MultiXMAP(Device):
                 break
         time.sleep(0.5)
 
-    # -- the file saver ---------------------------------------------------------------------------
-    def filePut(self, attr: str, value: Any, **kw: Any) -> Any:
-        """Write the file saver's *attr*."""
-        return self.put(f"{self.filesaver}{attr}", value, **kw)
-
-    def fileGet(self, attr: str, **kw: Any) -> Any:
-        """Read the file saver's *attr*."""
-        return self.get(f"{self.filesaver}{attr}", **kw)
-
-    def setFilePath(self, pathname: str) -> Any:
-        return self.filePut("FilePath", pathname)
-
-    def setFileTemplate(self, fmt: str) -> Any:
-        return self.filePut("FileTemplate", fmt)
-
-    def setFileWriteMode(self, mode: int) -> Any:
-        return self.filePut("FileWriteMode", mode)
-
-    def setFileName(self, fname: str) -> Any:
-        return self.filePut("FileName", fname)
-
-    def nextFileNumber(self) -> None:
-        self.setFileNumber(1 + self.fileGet("FileNumber"))
-
-    def setFileNumber(self, fnum: int | None = None) -> Any:
-        """Set the file number; with None, let the saver increment it."""
-        if fnum is None:
-            self.filePut("AutoIncrement", 1)
-            return None
-        self.filePut("AutoIncrement", 0)
-        return self.filePut("FileNumber", fnum)
-
-    def getLastFileName(self) -> Any:
-        return self.fileGet("FullFileName_RBV", as_string=True)
-
-    def FileCaptureOn(self) -> Any:
-        return self.filePut("Capture", 1)
-
-    def FileCaptureOff(self) -> Any:
-        return self.filePut("Capture", 0)
-
-    def setFileNumCapture(self, n: float) -> Any:
-        return self.filePut("NumCapture", n)
-
-    def FileWriteComplete(self) -> bool:
-        return bool(self.fileGet("WriteFile_RBV") == 0)
-
-    def getFileTemplate(self) -> Any:
-        return self.fileGet("FileTemplate_RBV", as_string=True)
-
-    def getFileName(self) -> Any:
-        return self.fileGet("FileName_RBV", as_string=True)
-
-    def getFileNumber(self) -> Any:
-        return self.fileGet("FileNumber_RBV")
-
-    def getFilePath(self) -> Any:
-        return self.fileGet("FilePath_RBV", as_string=True)
-
-    def getFileNameByIndex(self, index: int) -> Any:
-        return self.getFileTemplate() % (self.getFilePath(), self.getFileName(), index)
+    # -- the file saver (its methods: FileSaverMixin) ------------------------------------------------
+    def _file_field(self, attr: str) -> str:
+        return f"{self.filesaver}{attr}"
