@@ -33,7 +33,7 @@ from ._errors import (
     CATimeoutError,
     DisconnectedError,
 )
-from ._requests import encode, read_result, resolve_type, transact, write_result
+from ._requests import encode, read_request, read_result, resolve_type, transact, write_result
 from ._response import ReadResponse, WriteResponse
 from ._subscription import Subscription
 from ._sync import Deadline, ensure_not_io_thread
@@ -291,15 +291,7 @@ class PV:
         ensure_not_io_thread("PV.read")
         deadline = Deadline(self._timeout(timeout))
         circuit, sid = self._wait_connected(deadline)
-        if not self.access_rights & AccessRights.READ:
-            raise AccessDeniedError(f"{self.name}: no read access", pv=self.name, address=circuit.address)
-        dtype, _ = resolve_type(data_type, self.native_data_type)
-        if data_count is None or data_count == 0:
-            count = 0 if circuit.minor_version >= 13 else (self.native_data_count or 1)
-        else:
-            count = int(data_count)
-            if count < 0:
-                raise ValueError("data_count must be >= 0")
+        dtype, count = read_request(self, circuit, data_type, data_count)
         encoding = self.context.encoding
         result = transact(
             self,

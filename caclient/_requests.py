@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _dbr, _proto
-from ._dbr import ChannelType
-from ._errors import CAError, CATimeoutError, DisconnectedError, RemoteError, eca_message
+from ._dbr import AccessRights, ChannelType
+from ._errors import AccessDeniedError, CAError, CATimeoutError, DisconnectedError, RemoteError, eca_message
 from ._response import ReadResponse, WriteResponse
 from ._sync import Deadline, Pending
 
@@ -33,6 +33,22 @@ def resolve_type(data_type: Any, native: int | None) -> tuple[int, str]:
         return int(ChannelType(int(data_type))), "explicit"
     except (ValueError, TypeError):
         raise ValueError(f"unknown data_type {data_type!r}") from None
+
+
+def read_request(pv: PV, circuit: Circuit, data_type: Any, data_count: int | None) -> tuple[int, int]:
+    """Check read access and resolve a read's DBR type and element count (0: the server's dynamic count).
+
+    Shared by the threaded and the asyncio ``PV.read``.
+    """
+    if not pv.access_rights & AccessRights.READ:
+        raise AccessDeniedError(f"{pv.name}: no read access", pv=pv.name, address=circuit.address)
+    dtype, _ = resolve_type(data_type, pv.native_data_type)
+    if data_count is None or data_count == 0:
+        return dtype, 0 if circuit.minor_version >= 13 else (pv.native_data_count or 1)
+    count = int(data_count)
+    if count < 0:
+        raise ValueError("data_count must be >= 0")
+    return dtype, count
 
 
 def encode(pv: PV, data: Any, data_type: Any, data_count: int | None) -> tuple[int, bytes | memoryview, int]:

@@ -43,7 +43,7 @@ from .._circuit import Circuit
 from .._dbr import AccessRights
 from .._errors import AccessDeniedError, CAError, CATimeoutError, ContextClosedError, DisconnectedError
 from .._pv import PV as EnginePV
-from .._requests import encode, read_result, resolve_type, write_result
+from .._requests import encode, read_request, read_result, write_result
 from .._response import ReadResponse, WriteResponse
 from .._sync import Pending
 from ._bridge import LoopBridge, call_user
@@ -291,15 +291,7 @@ class PV:
         deadline = self._deadline(t)
         circuit, sid = await self._connected(deadline, t)
         pv = self._engine
-        if not pv.access_rights & AccessRights.READ:
-            raise AccessDeniedError(f"{pv.name}: no read access", pv=pv.name, address=circuit.address)
-        dtype, _ = resolve_type(data_type, pv.native_data_type)
-        if data_count is None or data_count == 0:
-            count = 0 if circuit.minor_version >= 13 else (pv.native_data_count or 1)
-        else:
-            count = int(data_count)
-            if count < 0:
-                raise ValueError("data_count must be >= 0")
+        dtype, count = read_request(pv, circuit, data_type, data_count)
         encoding = self.context.encoding
         name = pv.name
         result = await self._transact(
