@@ -345,6 +345,12 @@ class Circuit(LeaderFollower, Sender):
             echo_sent = self._echo_sent
             due = (echo_sent + echo_timeout) if echo_sent is not None else (self.last_heard + conn_tmo)
             readable, writable, _ = select.select(rlist, wlist, [], max(0.0, due - time.monotonic()))
+            if wakeup.rsock in readable:
+                # Drain before looking at the flags: close() sets _closing and
+                # then wakes, so a wake-up consumed here is never one whose
+                # flag we have not seen (checking first could swallow close's
+                # wake-up and sleep until the heartbeat is due).
+                wakeup.drain()
             if self._closing:
                 return
             if not readable and not writable and time.monotonic() >= due:
@@ -356,8 +362,6 @@ class Circuit(LeaderFollower, Sender):
                 log.debug("%s:%d quiet for %g s: ECHO", self.address[0], self.address[1], conn_tmo)
                 self.send(_proto.echo())
                 continue
-            if wakeup.rsock in readable:
-                wakeup.drain()
             if writable:
                 self._flush()
             if sock in readable:

@@ -24,6 +24,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,6 +126,11 @@ def _leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
     problems = []
     if new_threads:
         problems.append(f"threads still running: {sorted(new_threads.values())}")
+        frames = sys._current_frames()
+        for ident, name in sorted(new_threads.items(), key=lambda item: item[1]):
+            frame = frames.get(ident)
+            if frame is not None:  # where it is stuck, for the report
+                problems.append(f"{name}:\n" + "".join(traceback.format_stack(frame)))
     if new_sockets:
         problems.append(f"sockets still open: {sorted(new_sockets.values())}")
     if problems:

@@ -36,7 +36,7 @@ class FakeServer:
         self.create_fail: dict[str, int] = {}
         self.read_error: set[str] = set()
         self.rights = 3
-        self.stalled = False  # when set, TCP requests are read and ignored
+        self._stalled: set[socket.socket] | None = None  # connections whose requests are read and ignored
         self.port = free_port()
         self.received: list[tuple[int, int, int, int, int, int]] = []
         self._lock = threading.Lock()
@@ -53,6 +53,22 @@ class FakeServer:
         self._rpipe, self._wpipe = socket.socketpair()
         self._thread = threading.Thread(target=self._run, name="fake-ca-server", daemon=True)
         self._thread.start()
+
+    @property
+    def stalled(self) -> bool:
+        """Whether the connections open when it was set are read and ignored.
+
+        Setting it stalls the circuits open at that moment, as a hung IOC
+        would; connections made afterwards (the client reconnecting after
+        it dropped a stalled circuit) are served, so a test does not race
+        the client's reconnect against clearing the flag.
+        """
+        return self._stalled is not None
+
+    @stalled.setter
+    def stalled(self, value: bool) -> None:
+        with self._lock:
+            self._stalled = set(self._clients) if value else None
 
     @property
     def env(self) -> dict[str, str]:
@@ -152,7 +168,8 @@ class FakeServer:
         cmd, _size, dtype, count, p1, p2 = hdr
         with self._lock:
             self.received.append(hdr)
-        if self.stalled:
+        stalled = self._stalled
+        if stalled is not None and conn in stalled:
             return
         if cmd == 23:  # ECHO
             conn.sendall(msg(23))

@@ -484,6 +484,8 @@ def test_all_updates_false_coalesces_for_a_slow_callback(epics_ioc: IOCHandle) -
         release.set()
         assert last.wait(10)
         assert seen[-1] == 499 and len(seen) <= 3  # the first (0), maybe one more, and the newest
-        assert sub.dropped >= 490
+        # Most of the 499 updates were replaced in the client; how many the
+        # IOC itself coalesced first (its per-subscription queue) varies.
+        assert sub.dropped > 0 and len(seen) + sub.dropped <= 500
         assert seen == sorted(seen)
         sub.clear()

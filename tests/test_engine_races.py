@@ -226,3 +226,32 @@ def test_contexts_do_not_pile_up_process_hooks(monkeypatch: pytest.MonkeyPatch) 
     for _ in range(3):
         Context().close()
     assert len(fork_hooks) <= 1 and len(exit_hooks) <= 1, (fork_hooks, exit_hooks)
+
+
+# -- close ---------------------------------------------------------------------------
+def test_close_is_not_lost_when_its_wake_up_is_drained_with_another(server: FakeServer) -> None:
+    """The circuit thread ends at once when close() comes between its select and its drain.
+
+    The hook closes the circuit inside the circuit thread's drain of an
+    unrelated wake-up: the close's own wake-up byte is drained with it, so a
+    thread that looked at ``_closing`` before draining would sleep until its
+    heartbeat (30 s here) with the Context closed.
+    """
+    with Context(env={**server.env, "EPICS_CA_CONN_TMO": "30"}, timeout=5) as ctx:
+        pv = connected(ctx, "RACE:a")
+        circuit = pv.circuit_manager
+        wakeup = circuit._wakeup
+        real_drain = wakeup.drain
+        closed_in_drain = threading.Event()
+
+        def drain() -> None:
+            if not closed_in_drain.is_set():
+                closed_in_drain.set()
+                circuit.close()  # sets _closing, then writes its own wake-up byte
+            real_drain()
+
+        wakeup.drain = drain  # type: ignore[method-assign]
+        wakeup.wake()  # an unrelated wake-up (as a send that needs a flush makes)
+        assert closed_in_drain.wait(5.0)
+        circuit.thread.join(5.0)
+        assert not circuit.thread.is_alive()
