@@ -16,7 +16,7 @@ import struct
 import sys
 from collections.abc import Iterator, Sequence
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ._errors import ProtocolError
 
@@ -346,12 +346,39 @@ def decode_value(
         return [_cstr(raw[i : i + MAX_STRING_SIZE], encoding) for i in range(0, size, MAX_STRING_SIZE)]
     import numpy as np
 
+    if type(payload) is memoryview and payload.format == NATIVE_ORDER_FORMAT:
+        return np.frombuffer(payload, dtype=_NATIVE_DTYPES[field], count=count, offset=offset)  # (swapped already)
     arr = np.frombuffer(payload, dtype=_VALUE_DTYPES[field], count=count, offset=offset)
     if inplace and arr.flags.writeable:
         if not arr.dtype.isnative:
             arr.byteswap(inplace=True)
         return arr.view(_NATIVE_DTYPES[field])
     return arr.astype(_NATIVE_DTYPES[field])
+
+
+#: The memoryview format of a large payload whose values are already in native byte
+#: order: :class:`~caclient._protocol.CircuitProtocol` swaps them as they arrive
+#: (while the rest is still on the wire, and while the bytes are in the CPU's
+#: cache) and hands the payload over as ``memoryview.cast(NATIVE_ORDER_FORMAT)``
+#: instead of the plain ``'B'`` bytes, so the decoder does not swap them again.
+NATIVE_ORDER_FORMAT: Final = "c"
+
+
+def swap_plan(data_type: int, count: int, size: int) -> tuple[int, int] | None:
+    """Where the values of a *size*-byte payload start and their item size, if they need a byte swap.
+
+    None for strings and chars (no byte order), for a big-endian host
+    (network order is native), for fewer than two elements, and for a
+    payload too short for *count* elements (the decoder reports that).
+    """
+    layout = LAYOUTS.get(data_type)
+    if layout is None or sys.byteorder == "big":
+        return None
+    field = 3 if data_type in (35, 36) else layout.field
+    itemsize = ELEMENT_SIZE.get(field, 1)
+    if field in (0, 4) or itemsize < 2 or count < 2 or layout.meta_size + itemsize * count > size:
+        return None
+    return layout.meta_size, itemsize
 
 
 def payload_size(data_type: int, count: int) -> int:
@@ -390,6 +417,9 @@ def decode_list(layout: Layout, count: int, payload: bytes | bytearray | memoryv
     field = 3 if layout.type in (35, 36) else layout.field
     if field == 0:
         return decode_value(layout, count, payload, encoding)  # type: ignore[return-value]
+    if type(payload) is memoryview and payload.format == NATIVE_ORDER_FORMAT:
+        values: list[Any] = decode_value(layout, count, payload, encoding).tolist()  # type: ignore[union-attr]
+        return values
     offset = layout.meta_size
     if len(payload) < offset + ELEMENT_SIZE[field] * count:
         raise ProtocolError(

@@ -41,10 +41,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import _proto
-from ._dbr import payload_size
+from ._dbr import NATIVE_ORDER_FORMAT, payload_size, swap_plan
 from ._dispatch import JobTuple
 from ._errors import ProtocolError
 from ._lazy import numpy as np
@@ -121,6 +121,12 @@ class CircuitProtocol:
         self._big: memoryview | None = None  # a large message's own buffer, being filled
         self._big_filled = 0
         self._big_header: tuple[int, int, int, int, int, int] | None = None
+        # A large numeric message's values, as unsigned ints of their item size,
+        # byte-swapped in place chunk by chunk as they arrive: see _swap_received.
+        self._swap: Any = None
+        self._swap_at = 0  # where the values start in the large buffer
+        self._swap_item = 0  # their item size
+        self._swapped = 0  # how many are in native order already
         self.discarding = 0  # bytes of an unwanted large message still to skip
         self._special = False  # a large message is being filled or skipped
         # Counters (written by the circuit thread once per chunk, read by anyone;
@@ -240,18 +246,37 @@ class CircuitProtocol:
             return False
         big = self._big
         assert big is not None
-        self._big_filled += n
-        if self._big_filled < len(big):
+        filled = self._big_filled = self._big_filled + n
+        if self._swap is not None:
+            self._swap_received(filled)
+        if filled < len(big):
             return True
         header = self._big_header
         assert header is not None
         self._big = self._big_header = None
         self._special = False
         self.messages_in += 1
-        # The buffer goes to its reader as is: no copy, and it may be
-        # byte-swapped in place when decoded.
-        self._message(header, big)
+        # The buffer goes to its reader as is: no copy.  Values swapped on
+        # arrival are marked by the view's format; others are byte-swapped in
+        # place when decoded.
+        if self._swap is not None:
+            self._swap = None
+            self._message(header, big.cast(NATIVE_ORDER_FORMAT))
+        else:
+            self._message(header, big)
         return False
+
+    def _swap_received(self, filled: int) -> None:
+        """Byte-swap, in place, the values whose bytes are all in the large buffer now.
+
+        Done per received chunk rather than once at the end: the chunk is
+        still in the CPU's cache, and the swapping happens while the server
+        is still sending the rest instead of after the last byte.
+        """
+        done = (filled - self._swap_at) // self._swap_item
+        if done > self._swapped:
+            self._swap[self._swapped : done].byteswap(inplace=True)
+            self._swapped = done
 
     def receive_data(self, data: bytes) -> None:
         """Feed *data* as if received from the socket (tests; any split is fine)."""
@@ -266,7 +291,7 @@ class CircuitProtocol:
     # -- framing ---------------------------------------------------------------------------
     def _start_large(self, header: tuple[int, int, int, int, int, int], have: int, body: int) -> bool:
         """A message too large for the shared buffer: give it its own, or skip it."""
-        cmd, size, dtype, _count, _p1, p2 = header
+        cmd, size, dtype, count, _p1, p2 = header
         limit = self._events.large_message_limit(cmd, p2) if cmd in (_proto.EVENT_ADD, _proto.READ_NOTIFY) else None
         if limit is not None:
             name, native = limit
@@ -275,9 +300,16 @@ class CircuitProtocol:
                     f"{size} bytes for {name}, more than its {native} elements of data type {dtype} can take"
                 )
             # np.empty: a bytearray would be zero-filled first (40 ms for 80 MB).
-            big = np.empty(size, dtype=np.uint8).data
+            array = np.empty(size, dtype=np.uint8)
+            big = array.data
             big[:have] = self._buf[body : body + have]
             self._big, self._big_filled, self._big_header = big, have, header
+            plan = swap_plan(dtype, count, size)
+            if plan is not None:
+                at, item = plan
+                self._swap = array[at : at + item * count].view(f"u{item}")
+                self._swap_at, self._swap_item, self._swapped = at, item, 0
+                self._swap_received(have)
         else:
             self.discarding = size - have  # a late reply nobody waits for: skip it, allocate nothing
             self.messages_in += 1  # (counted now, skipped as it arrives)
@@ -288,7 +320,7 @@ class CircuitProtocol:
         self._start = self._end = 0
         return self._big is not None
 
-    def _message(self, header: tuple[int, int, int, int, int, int], payload: bytes | memoryview) -> None:
+    def _message(self, header: tuple[int, int, int, int, int, int], payload: bytes | memoryview[Any]) -> None:
         """Decode one message and report it (every kind but the small EVENT_ADD comes here)."""
         cmd, size, dtype, count, p1, p2 = header
         events = self._events

@@ -129,6 +129,8 @@ class ReadResponse:
     def __bytes__(self) -> bytes:
         """The payload as the server sent it (network byte order)."""
         if self._guard is not None:
+            if self._data is _UNSET and self._payload.format == _dbr.NATIVE_ORDER_FORMAT:  # type: ignore[union-attr]
+                _ = self.data  # swapped on arrival: swap back from the decoded values below
             with self._guard:
                 if self._data is not _UNSET and not isinstance(self._data, list):  # a numpy array
                     offset = self._layout().meta_size

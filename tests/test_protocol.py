@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from caclient import ProtocolError, _proto
+from caclient._dbr import NATIVE_ORDER_FORMAT
 from caclient._protocol import BUFSIZE, CircuitProtocol, Reply
+from caclient._response import ReadResponse
 
 HDR = _proto.HEADER
 EXT = struct.Struct(">HHHHIIII")
@@ -29,10 +31,10 @@ class Recorder:
         return on_update
 
     def large_monitor_update(self, subid: int, reply: tuple[int, int, int, memoryview]) -> None:
-        self.events.append(("monitor", subid, reply[:3], bytes(reply[3])))
+        self.events.append(("monitor", subid, reply[:3], as_sent(reply)))
 
     def io_reply(self, ioid: int, reply: Reply) -> None:
-        self.events.append(("io", ioid, reply[:3], bytes(reply[3])))
+        self.events.append(("io", ioid, reply[:3], as_sent(reply)))
 
     def channel_created(self, cid: int, sid: int, data_type: int, count: int) -> None:
         self.events.append(("created", cid, sid, data_type, count))
@@ -51,6 +53,11 @@ class Recorder:
 
     def large_message_limit(self, command: int, ident: int) -> tuple[str, int | None] | None:
         return self.limits.get((command, ident))
+
+
+def as_sent(reply: Reply) -> bytes:
+    """The payload in network byte order, as the consumer (a ReadResponse) sees it."""
+    return bytes(ReadResponse(*reply, "latin-1"))
 
 
 def double_update(subid: int, value: float) -> bytes:
@@ -153,6 +160,68 @@ def test_large_message_gets_its_own_buffer() -> None:
     proto.receive_data(msg[5000:] + double_update(4, 1.0))
     assert [e[:3] for e in rec.events] == [("monitor", 3, (6, n, 1)), ("monitor", 4, (6, 1, 1))]
     assert rec.events[0][3] == data
+
+
+class Keeper(Recorder):
+    """Keeps the large replies themselves, as their consumer gets them."""
+
+    def __init__(self, limits: dict[tuple[int, int], tuple[str, int | None]]) -> None:
+        super().__init__(limits)
+        self.replies: list[Reply] = []
+
+    def io_reply(self, ioid: int, reply: Reply) -> None:
+        self.replies.append(reply)
+
+
+# (data type, numpy type of its values, metadata bytes before them)
+LARGE_TYPES = [
+    (1, ">i2", 0),  # DBR_SHORT
+    (2, ">f4", 0),  # DBR_FLOAT
+    (5, ">i4", 0),  # DBR_LONG
+    (6, ">f8", 0),  # DBR_DOUBLE
+    (20, ">f8", 16),  # DBR_TIME_DOUBLE: status, severity, stamp, pad
+    (16, ">f4", 12),  # DBR_TIME_FLOAT
+    (15, ">i2", 14),  # DBR_TIME_SHORT: status, severity, stamp, pad
+    (4, "u1", 0),  # DBR_CHAR: no byte order
+    (0, "S40", 0),  # DBR_STRING: none either
+]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4093, 65536], ids=lambda c: f"chunks-of-{c}")
+@pytest.mark.parametrize(("data_type", "vtype", "meta"), LARGE_TYPES, ids=lambda v: str(v))
+def test_large_reply_values_in_native_order_however_split(data_type: int, vtype: str, meta: int, chunk: int) -> None:
+    """A large reply swapped as it arrives decodes to the same values, bytes and list."""
+    n = 100_000 if vtype != "S40" else 4_000  # (over half the shared buffer: a large message)
+    if vtype == "S40":
+        values = np.array([f"s{i}".encode() for i in range(n)], dtype="S40")
+    else:
+        values = (np.arange(n) * 3 - n).astype(vtype) if vtype[-2] == "i" else np.arange(n).astype(vtype)
+    body = bytes(range(meta)) + values.tobytes()
+    body += b"\0" * (-len(body) % 8)
+    msg = EXT.pack(_proto.READ_NOTIFY, 0xFFFF, data_type, 0, 1, 9, len(body), n) + body
+    rec = Keeper({(_proto.READ_NOTIFY, 9): ("BIG", n)})
+    proto = CircuitProtocol(rec)
+    if chunk == 1:
+        proto.receive_data(msg[:30])  # byte by byte only across the start: 40 k calls would be slow
+        for i in range(30, 70):
+            proto.receive_data(msg[i : i + 1])
+        proto.receive_data(msg[70:])
+    else:
+        for i in range(0, len(msg), chunk):
+            proto.receive_data(msg[i : i + chunk])
+    (reply,) = rec.replies
+    if vtype not in ("u1", "S40"):  # swapped on arrival, marked so the decoder does not swap again
+        assert reply[3].format == NATIVE_ORDER_FORMAT  # type: ignore[union-attr]
+        native = np.frombuffer(reply[3], dtype=np.dtype(vtype).newbyteorder("="), count=n, offset=meta)
+        assert np.array_equal(native, values)
+    resp = ReadResponse(*reply, "latin-1")
+    assert bytes(resp) == body  # network order, metadata included
+    if vtype == "S40":
+        assert resp.data == [v.decode() for v in values]
+    else:
+        assert resp.data.dtype.isnative and resp.data.dtype.kind == np.dtype(vtype).kind
+        assert np.array_equal(resp.data, values) and resp.tolist() == values.tolist()
+        assert bytes(resp) == body  # also once decoded
 
 
 def test_large_message_nobody_waits_for_is_skipped() -> None:
