@@ -1,8 +1,7 @@
 """ophyd-async's Channel Access backend (written for aioca) running unchanged on compat.aioca.
 
-Optional: skipped unless ``ophyd-async`` is installed (``pip install
-ophyd-async``; it is not in the test extra: it brings bluesky and pydantic).
-The program below uses ophyd-async's CA signals; it runs in a child process
+``ophyd-async`` is in the test extra (the test is skipped where it is not
+installed).  The program below uses ophyd-async's CA signals; it runs in a child process
 as ``python -m compat.aioca program.py`` against the aioca tests' IOC, with
 real aioca nowhere in the process.
 """
