@@ -50,6 +50,27 @@ def run_aioca(ioc: IOCHandle | None, scenarios: dict[str, str], timeout: float =
     EPICS C IOC the child starts itself, which the scenarios may stop and
     start again (``stop_ioc()``, ``start_ioc()``).
     """
+    results = _run_oracle(ioc, scenarios, timeout)
+    if ioc is not None:
+        # On a loaded machine real aioca's 5 s default timeout can expire on a
+        # scenario that does not time out otherwise (seen once in a full run
+        # beside other test sessions): run those once more, alone.
+        again = {name: scenarios[name] for name, result in results.items() if _timed_out(result)}
+        if again:
+            results.update(_run_oracle(ioc, again, timeout))
+    return results
+
+
+#: libca's status for a timed-out request (aioca's ``CANothing.errorcode``).
+ECA_TIMEOUT = 80
+
+
+def _timed_out(result: dict[str, Any]) -> bool:
+    error = result.get("error")
+    return isinstance(error, tuple) and error[:1] == ("CANothing",) and error[3] == ECA_TIMEOUT
+
+
+def _run_oracle(ioc: IOCHandle | None, scenarios: dict[str, str], timeout: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="aioca-oracle-") as tmp:
         job, out = os.path.join(tmp, "in.pickle"), os.path.join(tmp, "out.pickle")
         with open(job, "wb") as fh:
