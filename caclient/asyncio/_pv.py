@@ -87,6 +87,11 @@ def _set_none(future: asyncio.Future[None]) -> None:
 
 
 def _settle(future: asyncio.Future[Pending], pending: Pending) -> None:
+    # The notify partial holds the future, which is about to hold the
+    # pending: drop the partial, or the cycle future -> pending -> notify ->
+    # future keeps the reply (8 MB for a 1M-double read) alive until the
+    # cyclic collector runs, and every read then faults in fresh memory.
+    pending.notify = None
     if not future.done():
         future.set_result(pending)
 
