@@ -333,3 +333,84 @@ def test_a_finished_read_leaves_no_reference_cycle(ioc: IOCHandle) -> None:
             assert cycles == []
 
     run(main())
+
+
+# ---------------------------------------------------------------- monitor updates reach the loop in one hop
+def test_loop_subscriptions_bypass_the_dispatcher(ioc: IOCHandle) -> None:
+    """Updates for a subscription consumed only on the loop go from the circuit thread to the loop.
+
+    No dispatcher job is made for them (the engine counts them delivered);
+    once a threaded callback joins the shared engine subscription, it gets
+    the most recent value at once and then every update through the
+    dispatcher, and its ``clear()`` leaves the loop's consumers running.
+    """
+
+    async def main() -> None:
+        async with Context(env=ioc.env, timeout=10) as ctx:
+            (pv,) = await ctx.get_pvs(ioc.pv("counter"))
+            await pv.wait_for_connection()
+            dispatcher = ctx.engine._dispatcher
+            got: list[ReadResponse] = []
+            sub = pv.subscribe()
+            sub.add_callback(got.append)
+            await until(lambda: len(got) >= 2, 10, "two updates")
+            circuit = pv.engine_pv.circuit_manager
+            assert circuit is not None
+            jobs0, delivered0 = dispatcher.statistics().jobs_run, circuit.statistics().updates_delivered
+            n0 = len(got)
+            await until(lambda: len(got) >= n0 + 3, 10, "three more updates")
+            assert dispatcher.statistics().jobs_run == jobs0  # nothing went through a worker
+            assert circuit.statistics().updates_delivered - delivered0 >= 3
+
+            engine_sub = pv.engine_pv.subscribe()  # the same engine subscription, from "a thread"
+            assert engine_sub is sub._engine
+            threaded: list[Any] = []
+            seen = threading.Event()
+
+            def on_thread(_sub: Any, response: Any) -> None:
+                threaded.append(threading.current_thread().name)
+                seen.set()
+
+            engine_sub.add_callback(on_thread)
+            assert await asyncio.get_running_loop().run_in_executor(None, seen.wait, 5)  # the replayed value
+            assert threaded[0].startswith("caclient-cb")
+            engine_sub.clear()
+            n1 = len(got)
+            await until(lambda: len(got) >= n1 + 2, 10, "updates on the loop after the threaded clear()")
+            assert engine_sub.wanted and "active" in repr(engine_sub)
+            await sub.clear()
+            assert not engine_sub.wanted
+
+    run(main())
+
+
+def test_iterator_end_and_cancelled_waits(ioc: IOCHandle) -> None:
+    """An iterator whose wait was cancelled keeps working; clear() ends a waiting ``async for``."""
+
+    async def main() -> None:
+        async with Context(env=ioc.env, timeout=10) as ctx:
+            (pv,) = await ctx.get_pvs(ioc.pv("counter"))
+            await pv.wait_for_connection()
+            sub = pv.subscribe()
+            it = sub.__aiter__()
+            first = await asyncio.wait_for(it.__anext__(), 5)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(it.__anext__(), 0.001)  # cancelled while waiting
+            second = await asyncio.wait_for(it.__anext__(), 5)
+            assert second.data[0] > first.data[0]
+
+            async def consume() -> int:
+                n = 0
+                async for _ in sub:
+                    n += 1
+                return n
+
+            task = asyncio.ensure_future(consume())
+            await until(lambda: len(sub._live_iterators()) == 2, 5, "the consumer to start")
+            await asyncio.sleep(0.3)
+            await sub.clear()
+            assert await asyncio.wait_for(task, 5) >= 1
+            with pytest.raises(StopAsyncIteration):
+                await it.__anext__()
+
+    run(main())

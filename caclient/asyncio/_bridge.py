@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 A :class:`LoopBridge` belongs to one event loop.  Engine threads (a circuit
-thread completing a read, a dispatcher worker passing on a monitor update)
-call :meth:`LoopBridge.post`, which appends ``(fn, args)`` to a thread-safe
+thread completing a read or passing on a monitor update, a dispatcher worker
+relaying a connection callback) call :meth:`LoopBridge.post`, which appends ``(fn, args)`` to a thread-safe
 deque and, only when no drain is already scheduled, makes the single
 ``loop.call_soon_threadsafe`` call that schedules :meth:`LoopBridge._drain`.
 So a burst of completions costs one loop wake-up, not one per message; a
@@ -21,7 +21,7 @@ while it is set, subscriptions keep only their newest waiting update (see
 :mod:`caclient.asyncio._subscription`).  ``held`` counts the updates waiting
 on the loop (iterator queues, coroutine backlogs); past ``high_water`` those
 coalesce too.  So memory stays bounded when the loop cannot keep up.  Both
-are written by the loop thread only; workers just read ``congested``.
+are written by the loop thread only; engine threads just read ``congested``.
 
 Ordering argument (no lock): ``_scheduled`` is cleared by the drain *before*
 it pops anything.  A producer appends first and reads the flag second.  If it

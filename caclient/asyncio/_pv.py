@@ -27,7 +27,8 @@ Engine surface this layer relies on (keep it when the engine changes):
 ``_notify_when_connected``, ``_forget_waiter``; ``Context._next_id``;
 ``Circuit.add_io``, ``cancel_io``, ``send``, ``minor_version``;
 ``_requests.resolve_type`` / ``encode`` / ``read_result`` / ``write_result``; and
-the public ``Subscription.add_callback`` / ``remove_callback``.
+``Subscription._add_sink`` / ``_remove_sink`` (the circuit thread hands each
+monitor update to the asyncio subscription, see ``_subscription``).
 """
 
 from __future__ import annotations
