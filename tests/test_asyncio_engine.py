@@ -240,6 +240,11 @@ def _monitor_with_ticker(tmp_path: Path, n: int, seconds: float, use_async_for: 
                 await asyncio.sleep(period)
                 lags.append(loop.time() - t0 - period)
             delivered = count[0] - start_count
+            # Flow control never leaves a circuit paused once the loop has caught up.
+            bridge = ctx._bridge
+            await until(lambda: not bridge._paused and not bridge.congested, 30, "the loop to catch up")
+            circuits = {pv.engine_pv.circuit_manager for pv in pvs}
+            assert not any(c is not None and c.statistics().events_paused for c in circuits), bridge.pauses
             for task in consumers:
                 task.cancel()
             lags.sort()
@@ -412,5 +417,41 @@ def test_iterator_end_and_cancelled_waits(ioc: IOCHandle) -> None:
             assert await asyncio.wait_for(task, 5) >= 1
             with pytest.raises(StopAsyncIteration):
                 await it.__anext__()
+
+    run(main())
+
+
+def test_a_loop_behind_pauses_the_circuit_until_it_caught_up(ioc: IOCHandle) -> None:
+    """Flow control: EVENTS_OFF while the loop is behind, EVENTS_ON once a drain pass empties the inbox."""
+
+    async def main() -> None:
+        async with Context(env=ioc.env, timeout=10) as ctx:
+            (pv,) = await ctx.get_pvs(ioc.pv("counter"))
+            await pv.wait_for_connection()
+            sub = pv.subscribe()
+            it = sub.__aiter__()
+            first = await asyncio.wait_for(it.__anext__(), 5)
+            circuit = pv.engine_pv.circuit_manager
+            assert circuit is not None
+            bridge = ctx._bridge
+            offs = circuit.statistics().events_off
+
+            bridge.throttle(circuit)  # what a subscription dropping for a congested loop does
+            bridge.throttle(circuit)  # (once per circuit)
+            assert circuit.statistics().events_paused
+            assert circuit.statistics().events_off == offs + 1 and bridge.pauses == 1
+
+            await asyncio.sleep(0.3)  # the loop idles: the next drain pass finds the inbox empty
+            bridge.post(lambda: None)
+            await until(lambda: not circuit.statistics().events_paused, 5, "EVENTS_ON")
+            assert not bridge._paused
+            later = await asyncio.wait_for(it.__anext__(), 5)
+            newer = await asyncio.wait_for(it.__anext__(), 5)
+            assert newer.data[0] > later.data[0] >= first.data[0]  # the server sends updates again
+
+            circuit.events_off()  # paused by someone else: the bridge leaves it alone
+            bridge.throttle(circuit)
+            assert bridge.pauses == 1 and not bridge._paused
+            circuit.events_on()
 
     run(main())

@@ -281,19 +281,24 @@ class Subscription:
     def _on_raw(self, update: Update) -> None:
         # The sink: the circuit thread, with each update as it arrives (one
         # PV's in order).  Nothing here but queueing: no conversion, no user code.
+        bridge = self._bridge
         with self._lock:
             if update is self._last:
                 return  # (the replay at attach time queued this one already)
             self._last = update
             inbox = self._inbox
-            if inbox and (len(inbox) >= self.queue_size or self._bridge.congested):
+            behind = False
+            if inbox and (len(inbox) >= self.queue_size or bridge.congested):
                 inbox.popleft()
                 self.dropped += 1
+                behind = bridge.congested
             inbox.append(update)
-            if self._queued:
-                return
+            post = not self._queued
             self._queued = True
-        self._bridge.post(self._deliver)
+        if post:
+            bridge.post(self._deliver)
+        elif behind:
+            bridge.throttle(self._engine._circuit)  # (see the bridge's flow control)
 
     def _on_replayed(self, update: Update) -> None:
         # Loop thread, at attach time: the engine subscription was running
