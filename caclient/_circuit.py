@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING
 
 from . import _proto
 from ._config import Address
-from ._dispatch import Job, JobTuple
+from ._dispatch import DELIVERED, Job, JobTuple
 from ._errors import DisconnectedError, ProtocolError, RemoteError, eca_message
 from ._leader import LeaderFollower
 from ._outbox import Sender
@@ -439,10 +439,10 @@ class Circuit(LeaderFollower, Sender):
         if sub is not None:
             # A payload of its own: decoded in place, once, by one response.
             job = sub._on_response(ReadResponse(reply[0], reply[1], reply[2], reply[3], self._encoding))
-        if job is not None:
-            self._jobs.append(job)
-        else:
+        if job is None:
             self._protocol.updates_dropped += 1
+        elif job is not DELIVERED:
+            self._jobs.append(job)
 
     def io_reply(self, ioid: int, reply: Reply) -> None:
         with self._lock:

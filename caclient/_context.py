@@ -70,8 +70,11 @@ The hot path (one monitor update, top to bottom)
      calls the subscription's handler with the update ``(data_type, count,
      status, payload)``, an exact tuple (``_protocol.CircuitProtocol.received``).
   3. subscription, circuit side: ``Subscription._on_update`` stores it as the
-     most recent update and returns the dispatcher job ``(pv, deliver,
-     update)`` (or, coalescing, keeps only the newest).
+     most recent update, hands it to the subscription's sinks if any (event
+     loops: caclient.asyncio queues it for its loop and stops there when no
+     threaded callback wants it, returning ``DELIVERED``) and returns the
+     dispatcher job ``(pv, deliver, update)`` (or, coalescing, keeps only the
+     newest).
   4. dispatcher: after the chunk the circuit submits all its jobs in one lock
      round (``Dispatcher.submit_many``), and sends EVENTS_OFF when the
      backlog passes the high-water mark (``Circuit._after_chunk``).

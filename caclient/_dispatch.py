@@ -34,7 +34,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 log = logging.getLogger("caclient.dispatch")
 
@@ -55,6 +55,11 @@ class Job(NamedTuple):
 
 #: What the dispatcher accepts: a :class:`Job`, or the plain tuple of its fields.
 JobTuple = tuple[object, Callable[..., Any], tuple[Any, ...]]
+
+#: What a monitor handler returns when it handed the update on itself (to an
+#: event loop's sink, see :meth:`caclient.Subscription._add_sink`): counted
+#: as delivered, and there is no job for the dispatcher.
+DELIVERED: JobTuple = cast("JobTuple", object())  # (compared by identity only)
 
 _POOL = 1024  # empty per-key deques kept for reuse
 

@@ -45,7 +45,7 @@ from typing import Any, Protocol
 
 from . import _proto
 from ._dbr import NATIVE_ORDER_FORMAT, payload_size, swap_plan
-from ._dispatch import JobTuple
+from ._dispatch import DELIVERED, JobTuple
 from ._errors import ProtocolError
 from ._lazy import numpy as np
 
@@ -58,7 +58,8 @@ MAX_PAYLOAD = 1 << 31
 Reply = tuple[int, int, int, "bytes | memoryview"]
 
 #: Takes a small monitor update (an exact tuple: see caclient._subscription.Update)
-#: and returns the dispatcher job that delivers it, or None.
+#: and returns the dispatcher job that delivers it, :data:`~caclient._dispatch.DELIVERED`
+#: (handed on without a job), or None (dropped: coalesced).
 MonitorHandler = Callable[[tuple[int, int, int, bytes]], "JobTuple | None"]
 
 
@@ -178,7 +179,7 @@ class CircuitProtocol:
         # jobs added here less the jobs of other messages; the other messages
         # and the dropped updates are counted as they come (colder paths).
         njobs = len(jobs)
-        nother = ndrop = other_jobs = 0
+        nother = ndrop = other_jobs = ndirect = 0
         while end - start >= 16:
             cmd, size, dtype, count, p1, p2 = unpack(buf, start)
             body = start + 16
@@ -198,7 +199,7 @@ class CircuitProtocol:
             stop = body + size
             if stop > end:
                 if stop - start > BUFSIZE // 2:
-                    self._count(len(jobs) - njobs - other_jobs, nother, ndrop)
+                    self._count(len(jobs) - njobs - other_jobs + ndirect, nother, ndrop)
                     return self._start_large((cmd, size, dtype, count, p1, p2), end - body, body)
                 break
             if cmd == 1:  # EVENT_ADD, the hot path; size 0 acknowledges EVENT_CANCEL
@@ -206,7 +207,10 @@ class CircuitProtocol:
                 if handler is not None and size:
                     job = handler((dtype, count, p1, bytes(buf[body:stop])))
                     if job is not None:
-                        add_job(job)
+                        if job is not DELIVERED:
+                            add_job(job)
+                        else:
+                            ndirect += 1  # (handed to an event loop's sink)
                     else:
                         ndrop += 1  # coalesced: replaced a waiting update
                 elif size:
@@ -219,7 +223,7 @@ class CircuitProtocol:
                 self._message((cmd, size, dtype, count, p1, p2), bytes(buf[body:stop]))
                 other_jobs += len(jobs) - before
             start = stop
-        self._count(len(jobs) - njobs - other_jobs, nother, ndrop)
+        self._count(len(jobs) - njobs - other_jobs + ndirect, nother, ndrop)
         if start == end:
             self._start = self._end = 0
         elif BUFSIZE - end < 65536:
@@ -333,7 +337,7 @@ class CircuitProtocol:
                 handler = self.monitors.get(p2)
                 if handler is not None:
                     job = handler((dtype, count, p1, bytes(payload)))
-                    if job is not None:
+                    if job is not None and job is not DELIVERED:
                         self.jobs.append(job)
         elif cmd == _proto.READ_NOTIFY or cmd == _proto.WRITE_NOTIFY:
             events.io_reply(p2, (dtype, count, p1, payload))

@@ -17,6 +17,17 @@ With ``all_updates=False`` it keeps only the newest undelivered update
 instead.  A refused subscription (:meth:`_on_refused`) calls each callback
 once with an empty response carrying the ECA status.
 
+Sinks (:meth:`_add_sink`, engine code only: caclient.asyncio's
+subscriptions): a sink is called on the circuit thread with each update as
+it arrives (the raw :data:`Update`, or a ReadResponse for a refusal), before
+any job is made.  It must be quick and must not block or run user code: it
+queues the update for an event loop and wakes the loop once per burst.  A
+subscription with sinks and no callbacks makes no dispatcher job at all (its
+handler returns :data:`~caclient._dispatch.DELIVERED`), so updates bound for
+an event loop cross one thread, not two.  A sink keeps the subscription
+wanted, like a callback; :meth:`clear` leaves sinks alone (they belong to
+the asyncio layer, which removes its own).
+
 Locks: ``_lock`` is the PV's own lock (shared, so that a subscribed PV costs
 one lock, not three); it guards the callbacks, ``_subid``, ``_circuit``,
 ``_latest`` and ``dropped``.  Lock order is PV._lock → Circuit locks.
@@ -33,7 +44,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from . import _proto
 from ._callbacks import Registry
 from ._dbr import native_type
-from ._dispatch import Job, JobTuple
+from ._dispatch import DELIVERED, Job, JobTuple
 from ._errors import DisconnectedError, RemoteError
 from ._requests import resolve_type
 from ._response import ReadResponse
@@ -98,6 +109,7 @@ class Subscription(Registry):
         "dropped",
         "error",
         "_latest",
+        "_sinks",
         "__weakref__",
     )
 
@@ -121,9 +133,10 @@ class Subscription(Registry):
         self._circuit: Circuit | None = None
         self._sent_type = 0
         self._sent_count = 0
+        self._sinks: tuple[Callable[[Update], None], ...] = ()  # copy-on-write, read without the lock
 
     def __repr__(self) -> str:
-        n = len(self._entries)
+        n = len(self._entries) + len(self._sinks)
         state = "active" if self._subid is not None else ("pending" if n else "idle")
         return f"<Subscription to {self.pv.name!r} data_type={self.data_type!r} mask={self.mask} {state} callbacks={n}>"
 
@@ -141,6 +154,8 @@ class Subscription(Registry):
         pv = self.pv
         with self._lock:
             token, first = self._register(func, weak)
+            if self._sinks:
+                first = False  # (running for an event loop already: replay like a later callback)
             circuit, sid = pv._link()
             if first and self._subid is None and circuit is not None and sid is not None:
                 self._activate_locked(circuit, sid, pv.native_data_type, pv.native_data_count)
@@ -176,26 +191,61 @@ class Subscription(Registry):
     def remove_callback(self, token: int) -> None:
         """Remove a callback; removing the last one cancels the subscription."""
         with self._lock:
-            if self._unregister(token):
+            if self._unregister(token) and not self._sinks:
+                self._cancel_locked()
+
+    def _add_sink(self, sink: Callable[[Update], None]) -> Update | None:
+        """Engine code: call *sink* on the circuit thread with every update (see module docstring).
+
+        Starts the subscription like a first callback does.  Returns the
+        most recent update when the subscription was already running (the
+        caller replays it: it may race with a newer one that *sink* is being
+        given right now, which only the sink can sort out).  Remove it with
+        :meth:`_remove_sink`, passing the same object.
+        """
+        pv = self.pv
+        with self._lock:
+            first = not self._entries and not self._sinks
+            self._sinks = (*self._sinks, sink)
+            circuit, sid = pv._link()
+            if first and self._subid is None and circuit is not None and sid is not None:
+                self._activate_locked(circuit, sid, pv.native_data_type, pv.native_data_count)
+            recent = self._recent if self._subid is not None else None
+        if first:
+            pv._wake_if_idle()
+        return recent
+
+    def _remove_sink(self, sink: Callable[[Update], None]) -> None:
+        """Engine code: stop calling *sink*; the subscription is cancelled if nothing else wants it."""
+        with self._lock:
+            if not any(s is sink for s in self._sinks):
+                return
+            self._sinks = tuple(s for s in self._sinks if s is not sink)
+            if not self._sinks and not self._entries:
                 self._cancel_locked()
 
     def _prune(self) -> None:
         # Worker thread, after a delivery found a dead weak callback.
         with self._lock:
             self._prune_dead()
-            if not self._entries:
+            if not self._entries and not self._sinks:
                 self._cancel_locked()
 
     def clear(self) -> None:
-        """Remove every callback and cancel the subscription."""
+        """Remove every callback and cancel the subscription.
+
+        (An asyncio subscription on the same PV and arguments shares this
+        one; it keeps it running until its own consumers are gone.)
+        """
         with self._lock:
             self._entries = ()
-            self._cancel_locked()
+            if not self._sinks:
+                self._cancel_locked()
 
     @property
     def wanted(self) -> bool:
-        """True while the subscription has callbacks (and so should be active)."""
-        return bool(self._entries)
+        """True while the subscription has callbacks or sinks (and so should be active)."""
+        return bool(self._entries or self._sinks)
 
     # -- engine side ---------------------------------------------------------------
     def _wire_type(self, native: int | None) -> tuple[int, str]:
@@ -203,7 +253,7 @@ class Subscription(Registry):
 
     def _activate_locked(self, circuit: Circuit, sid: int, native: int | None, count: int | None) -> None:
         """Send EVENT_ADD on *circuit* if wanted and not yet active (the PV's lock is held)."""
-        if not self._entries or self._subid is not None:
+        if not (self._entries or self._sinks) or self._subid is not None:
             return
         dtype, _ = self._wire_type(native)
         if self.data_count is not None:
@@ -255,6 +305,12 @@ class Subscription(Registry):
         collector stops tracking.  Otherwise see :meth:`_keep_latest`.
         """
         self._recent = update  # (one attribute store: read without the lock)
+        sinks = self._sinks
+        if sinks:
+            for sink in sinks:
+                sink(update)
+            if not self._entries:
+                return DELIVERED
         if self.all_updates:
             return (self.pv, self._deliver_fn, update)
         return self._keep_latest(update)
@@ -262,6 +318,12 @@ class Subscription(Registry):
     def _on_response(self, update: ReadResponse) -> JobTuple | None:
         """Circuit thread: a large update, already a response (decoded in place, once)."""
         self._recent = update
+        sinks = self._sinks
+        if sinks:
+            for sink in sinks:
+                sink(update)
+            if not self._entries:
+                return DELIVERED
         if self.all_updates:
             return Job(self.pv, Subscription._deliver, (self, update))
         return self._keep_latest(update)
@@ -291,7 +353,9 @@ class Subscription(Registry):
             self.error = error
         status = error.status if error.status is not None else 0
         resp = ReadResponse(native_type(data_type), 0, status, b"", self.pv.context.encoding)
-        return [Job(self.pv, self._call_all, (self, resp))]
+        for sink in self._sinks:
+            sink(resp)
+        return [Job(self.pv, self._call_all, (self, resp))] if self._entries else []
 
     def _deliver_latest(self) -> None:
         # Worker thread: deliver whatever is newest now.

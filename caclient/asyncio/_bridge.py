@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 A :class:`LoopBridge` belongs to one event loop.  Engine threads (a circuit
-thread completing a read, a dispatcher worker passing on a monitor update)
-call :meth:`LoopBridge.post`, which appends ``(fn, args)`` to a thread-safe
+thread completing a read or passing on a monitor update, a dispatcher worker
+relaying a connection callback) call :meth:`LoopBridge.post`, which appends ``(fn, args)`` to a thread-safe
 deque and, only when no drain is already scheduled, makes the single
 ``loop.call_soon_threadsafe`` call that schedules :meth:`LoopBridge._drain`.
 So a burst of completions costs one loop wake-up, not one per message; a
@@ -21,16 +21,32 @@ while it is set, subscriptions keep only their newest waiting update (see
 :mod:`caclient.asyncio._subscription`).  ``held`` counts the updates waiting
 on the loop (iterator queues, coroutine backlogs); past ``high_water`` those
 coalesce too.  So memory stays bounded when the loop cannot keep up.  Both
-are written by the loop thread only; workers just read ``congested``.
+are written by the loop thread only; engine threads just read ``congested``.
 
-Ordering argument (no lock): ``_scheduled`` is cleared by the drain *before*
+Flow control (libca's, as the engine does for its own backlog): when a
+subscription drops an update because the loop is behind, its circuit thread
+calls :meth:`LoopBridge.throttle`, which sends EVENTS_OFF on that circuit
+(unless it is paused already): the server then holds the updates and keeps
+only the newest per subscription, instead of the circuit thread framing and
+queueing updates only to drop them.  The first drain pass that empties the
+inbox sends EVENTS_ON to every circuit it paused, and the server sends the
+newest value of each subscription.  So nothing newest is lost; threaded
+subscribers on a paused circuit get coalesced updates meanwhile, as under
+the engine's own flow control.  (An explicit ``events_off`` on a circuit
+this bridge paused is undone by its resume, as with the engine's.)
+
+Ordering argument for the wake-up (no lock): ``_scheduled`` is cleared by the drain *before*
 it pops anything.  A producer appends first and reads the flag second.  If it
 read True, the drain that cleared it afterwards pops its item; if it read
 False, it schedules a drain of its own.  At worst two drains run, the second
 finding little or nothing.
 
-Threads: ``post`` from any thread; ``_drain`` and everything it calls on the
-loop's thread.  No lock: the deque's append/popleft are atomic.
+Threads: ``post`` and ``throttle`` from any thread; ``_drain`` and
+everything it calls on the loop's thread.  No lock for the inbox: the
+deque's append/popleft are atomic.  ``_lock`` (taken before the circuits'
+locks) guards ``_paused`` and is held while EVENTS_OFF/ON are queued (a
+send never blocks), so that a pause and a resume of one circuit cannot
+cross and leave it paused with nobody to resume it.
 
 User code: :func:`call_user` runs a plain callback and logs its exception
 with the PV name (logger ``caclient.asyncio``); :func:`start_user` does the
@@ -42,10 +58,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
+
+from .._errors import DisconnectedError
 
 log = logging.getLogger("caclient.asyncio")
 
@@ -66,7 +85,20 @@ class LoopBridge:
         The loop that runs the posted functions.
     """
 
-    __slots__ = ("loop", "_inbox", "_scheduled", "posted", "wakeups", "_tasks", "congested", "held", "high_water")
+    __slots__ = (
+        "loop",
+        "_inbox",
+        "_scheduled",
+        "posted",
+        "wakeups",
+        "_tasks",
+        "congested",
+        "held",
+        "high_water",
+        "_lock",
+        "_paused",
+        "pauses",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -79,6 +111,10 @@ class LoopBridge:
         self.posted = 0
         self.wakeups = 0
         self._tasks: set[asyncio.Task[Any]] = set()  # user coroutines still running
+        self._lock = threading.Lock()
+        self._paused: list[Any] = []  # circuits this bridge sent EVENTS_OFF to (guarded by _lock)
+        #: EVENTS_OFF sent because the loop was behind (statistics).
+        self.pauses = 0
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop soon (any thread; never blocks).
@@ -89,6 +125,7 @@ class LoopBridge:
         """
         if self.loop.is_closed():
             self._inbox.clear()
+            self.resume()  # (nobody will drain: let paused circuits go)
             return
         self._inbox.append((fn, args))
         self.posted += 1
@@ -99,6 +136,7 @@ class LoopBridge:
                 self.loop.call_soon_threadsafe(self._drain)
             except RuntimeError:  # the loop is closed: nobody will ever run these
                 self._inbox.clear()
+                self.resume()
 
     def _drain(self) -> None:
         # Loop thread.
@@ -114,9 +152,40 @@ class LoopBridge:
             if time.monotonic() > stop:
                 break
         self.congested = bool(inbox)
-        if inbox and not self._scheduled:
-            self._scheduled = True
-            self.loop.call_soon(self._drain)
+        if inbox:
+            if not self._scheduled:
+                self._scheduled = True
+                self.loop.call_soon(self._drain)
+        elif self._paused:
+            self.resume()
+
+    def throttle(self, circuit: Any) -> None:
+        """The loop is behind: pause *circuit*'s updates until it caught up (any thread; never blocks).
+
+        Does nothing if the circuit is paused already (by this bridge, the
+        engine's own flow control or the user).
+        """
+        if circuit is None or circuit._events_off:
+            return
+        with self._lock:
+            if any(c is circuit for c in self._paused):
+                return
+            try:
+                circuit.events_off()
+            except DisconnectedError:
+                return
+            self._paused.append(circuit)
+            self.pauses += 1
+
+    def resume(self) -> None:
+        """Send EVENTS_ON to every circuit this bridge paused (any thread; never blocks)."""
+        with self._lock:
+            paused, self._paused = self._paused, []
+            for circuit in paused:
+                try:
+                    circuit.events_on()
+                except DisconnectedError:
+                    pass
 
     def start(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
         """Run *coro* as a task (loop thread); its exception is logged naming *what*."""

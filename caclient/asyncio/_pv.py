@@ -27,7 +27,8 @@ Engine surface this layer relies on (keep it when the engine changes):
 ``_notify_when_connected``, ``_forget_waiter``; ``Context._next_id``;
 ``Circuit.add_io``, ``cancel_io``, ``send``, ``minor_version``;
 ``_requests.resolve_type`` / ``encode`` / ``read_result`` / ``write_result``; and
-the public ``Subscription.add_callback`` / ``remove_callback``.
+``Subscription._add_sink`` / ``_remove_sink`` (the circuit thread hands each
+monitor update to the asyncio subscription, see ``_subscription``).
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ def _set_none(future: asyncio.Future[None]) -> None:
 
 
 def _settle(future: asyncio.Future[Pending], pending: Pending) -> None:
+    # The notify partial holds the future, which is about to hold the
+    # pending: drop the partial, or the cycle future -> pending -> notify ->
+    # future keeps the reply (8 MB for a 1M-double read) alive until the
+    # cyclic collector runs, and every read then faults in fresh memory.
+    pending.notify = None
     if not future.done():
         future.set_result(pending)
 

@@ -5,16 +5,21 @@ Theory of operation
 An asyncio :class:`Subscription` sits on one engine
 :class:`caclient.Subscription` (shared with anyone else who subscribes to the
 same PV with the same arguments on the same engine).  While it has consumers
-— callbacks or live iterators — it holds one callback on the engine
-subscription, :meth:`Subscription._on_update`, run by an engine dispatcher
-worker (one PV's updates in order, never concurrently).  That callback
-appends the response to a bounded per-subscription inbox and, when the
-subscription is not already waiting for the loop, posts one drain to the
-loop's :class:`~caclient.asyncio._bridge.LoopBridge`.  So each update costs a
-deque append, and the loop is woken once per burst.
+— callbacks or live iterators — it is a *sink* of the engine subscription
+(``_add_sink``): :meth:`Subscription._on_raw` is called on the circuit thread
+with each raw update (the engine's ``(data_type, count, status, payload)``
+tuple, or a ReadResponse for a large payload or a refusal) as the update is
+framed, one PV's in order.  It appends the update to a bounded
+per-subscription inbox and, when the subscription is not already waiting
+for the loop, posts one drain to the loop's
+:class:`~caclient.asyncio._bridge.LoopBridge`.  So an update bound for the
+loop crosses one thread (circuit → loop), not two: no engine dispatcher job,
+no worker wake-up; the engine's own callbacks on the same subscription still
+run on its workers.  The sink does no conversion and runs no user code.
 
 On the loop, :meth:`Subscription._deliver` takes everything in the inbox and,
-for each response in order: calls every plain callback (``f(sub, response)``
+for each update in order, makes its ReadResponse (on the loop, and only for
+updates that are delivered) and: calls every plain callback (``f(sub, response)``
 or ``f(response)``), hands it to every live iterator, and queues it for the
 coroutine callbacks, which one task per subscription awaits in order.
 
@@ -28,14 +33,22 @@ of growing, and past the bridge's ``high_water`` the same holds for iterator
 queues and coroutine backlogs; so memory stays bounded however many
 subscriptions there are.
 
-Activation: the engine callback is added (and EVENT_ADD sent) by a posted
-step, not inside ``add_callback``, so that subscribing thousands of PVs at
-once is spread over several loop passes instead of holding the loop.
+An iterator's ``__anext__`` is a plain method: with updates queued it
+returns one at once; otherwise it returns a future that ``_put`` completes
+with the next update (or ``_end`` with StopAsyncIteration), so a waiting
+consumer costs one future and one task wake-up per update.
 
-Threads and locks: ``_lock`` (a leaf lock of its own, so that the worker
-filling one subscription and the loop draining another never meet) guards
-``_inbox``, ``_queued`` and ``dropped``.  Everything else is touched on the
-loop thread only.
+Activation: the sink is added (and EVENT_ADD sent) by a posted step, not
+inside ``add_callback``, so that subscribing thousands of PVs at once is
+spread over several loop passes instead of holding the loop.  When the engine
+subscription was already running, its most recent update is queued at that
+step unless the circuit thread queued one since (``_last``, which also keeps
+the same update from being queued twice).
+
+Threads and locks: ``_lock`` (a leaf lock of its own, so that the circuit
+thread filling one subscription and the loop draining another never meet)
+guards ``_inbox``, ``_queued``, ``_last`` and ``dropped``.  Everything else
+is touched on the loop thread only.
 """
 
 from __future__ import annotations
@@ -46,12 +59,13 @@ import logging
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .._callbacks import positional_arity
 from .._response import ReadResponse
 from .._subscription import Subscription as EngineSubscription
+from .._subscription import Update
 from ._bridge import _await, call_user, is_coroutine_function
 
 if TYPE_CHECKING:
@@ -115,17 +129,20 @@ class Subscription:
         # Weak references, so that an iterator left by ``break`` goes away (its
         # __del__ then tells us); a tuple, rebuilt on change, read per update.
         self._iterators: tuple[weakref.ref[SubscriptionIterator], ...] = ()
-        self._engine_token: int | None = None
+        self._attached = False  # (loop thread) our sink is on the engine subscription
+        self._sink = self._on_raw  # (bound once: the engine removes it by identity)
+        self._encoding = engine.pv.context.encoding
         self.queue_size = QUEUE_SIZE
-        self._inbox: deque[ReadResponse] = deque()
+        self._inbox: deque[Update] = deque()
         self._queued = False
+        self._last: Update | None = None  # the last update queued since attaching (guarded by _lock)
         self.dropped = 0
         self.most_recent_response: ReadResponse | None = None
         self._coro_backlog: deque[tuple[ReadResponse, int | None]] = deque()
         self._runner: asyncio.Task[Any] | None = None
 
     def __repr__(self) -> str:
-        state = "active" if self._engine_token is not None else "idle"
+        state = "active" if self._attached else "idle"
         return (
             f"<Subscription to {self.pv.name!r} data_type={self.data_type!r} {state} "
             f"callbacks={len(self._callbacks)} iterators={len(self._live_iterators())}>"
@@ -168,7 +185,7 @@ class Subscription:
         self._next_token += 1
         self._callbacks[token] = _Callback(func)
         self._callbacks_changed()
-        if self._engine_token is not None and self.most_recent_response is not None:
+        if self._attached and self.most_recent_response is not None:
             self._bridge.loop.call_soon(self._replay, token)
         self._activate()
         return token
@@ -196,7 +213,7 @@ class Subscription:
         """
         it = SubscriptionIterator(self, self.queue_size)
         self._iterators = (*self._live_refs(), weakref.ref(it))
-        if self._engine_token is not None and self.most_recent_response is not None:
+        if self._attached and self.most_recent_response is not None:
             it._put(self.most_recent_response)
         self._activate()
         return it
@@ -215,26 +232,30 @@ class Subscription:
 
     def _activate(self) -> None:
         # Loop thread: have the engine callback added soon (see module docstring).
-        if self._engine_token is None and not self._activation_pending:
+        if not self._attached and not self._activation_pending:
             self._activation_pending = True
             self._bridge.post(self._activate_now)
 
     def _activate_now(self) -> None:
         self._activation_pending = False
         wanted = self._callbacks or self._live_refs()
-        if wanted and self._engine_token is None and not self.pv.context._closed:
-            self._engine_token = self._engine.add_callback(self._on_update)
+        if wanted and not self._attached and not self.pv.context._closed:
+            self._attached = True
+            recent = self._engine._add_sink(self._sink)
+            if recent is not None:
+                self._on_replayed(recent)
 
     def _maybe_idle(self) -> None:
         """Loop thread: drop the engine callback once nobody consumes updates."""
         self._iterators = self._live_refs()
-        if self._callbacks or self._iterators or self._engine_token is None:
+        if self._callbacks or self._iterators or not self._attached:
             return
-        token, self._engine_token = self._engine_token, None
-        self._engine.remove_callback(token)
+        self._attached = False
+        self._engine._remove_sink(self._sink)
         self.most_recent_response = None
         with self._lock:
             self._inbox.clear()
+            self._last = None
         self._bridge.held -= len(self._coro_backlog)
         self._coro_backlog.clear()
 
@@ -257,32 +278,57 @@ class Subscription:
         self._iterators = tuple(r for r in self._iterators if (x := r()) is not None and x is not it)
         self._maybe_idle()
 
-    def _on_update(self, _sub: Any, resp: ReadResponse) -> None:
-        # Dispatcher worker thread (one PV's updates in order).
+    def _on_raw(self, update: Update) -> None:
+        # The sink: the circuit thread, with each update as it arrives (one
+        # PV's in order).  Nothing here but queueing: no conversion, no user code.
+        bridge = self._bridge
         with self._lock:
+            if update is self._last:
+                return  # (the replay at attach time queued this one already)
+            self._last = update
             inbox = self._inbox
-            if inbox and (len(inbox) >= self.queue_size or self._bridge.congested):
+            behind = False
+            if inbox and (len(inbox) >= self.queue_size or bridge.congested):
                 inbox.popleft()
                 self.dropped += 1
-            inbox.append(resp)
-            if self._queued:
-                return
+                behind = bridge.congested
+            inbox.append(update)
+            post = not self._queued
             self._queued = True
-        self._bridge.post(self._deliver)
+        if post:
+            bridge.post(self._deliver)
+        elif behind:
+            bridge.throttle(self._engine._circuit)  # (see the bridge's flow control)
+
+    def _on_replayed(self, update: Update) -> None:
+        # Loop thread, at attach time: the engine subscription was running
+        # already; queue its most recent update unless the circuit thread
+        # has queued one since (that one is newer, or the same).
+        with self._lock:
+            if self._last is not None:
+                return
+        self._on_raw(update)
 
     def _deliver(self) -> None:
-        # Loop thread.
+        # Loop thread: convert what the inbox holds and hand it on.
         with self._lock:
             self._queued = False
-            if not self._inbox:
+            inbox = self._inbox
+            if not inbox:
                 return
-            batch = list(self._inbox)
-            self._inbox.clear()
-        if self._engine_token is None:
+            batch = [inbox.popleft()] if len(inbox) == 1 else list(inbox)
+            inbox.clear()
+        if not self._attached:
             return  # cancelled meanwhile
         plain = self._plain
         iterators = self._live_iterators() if self._iterators else ()
-        for resp in batch:
+        encoding = self._encoding
+        resp: ReadResponse
+        for update in batch:
+            if type(update) is tuple:
+                resp = ReadResponse(update[0], update[1], update[2], update[3], encoding)
+            else:
+                resp = update  # type: ignore[assignment]  # (a large update or a refusal: a response already)
             self.most_recent_response = resp
             for func, two in plain:
                 try:
@@ -347,7 +393,9 @@ class Subscription:
             self._runner = None
 
 
-_END: Any = object()  # what a waiting iterator is given when its iteration ends
+async def _ready(resp: ReadResponse) -> ReadResponse:
+    """An awaitable of an update already queued (what ``__anext__`` returns then)."""
+    return resp
 
 
 class SubscriptionIterator:
@@ -365,27 +413,25 @@ class SubscriptionIterator:
         self._bridge = sub._bridge
         self._queue: deque[ReadResponse] = deque()
         self._size = max(1, queue_size)
-        self._waiter: asyncio.Future[Any] | None = None
+        self._loop = sub._bridge.loop
+        self._waiter: asyncio.Future[ReadResponse] | None = None
         self._ended = False
         self.dropped = 0
 
     def __aiter__(self) -> SubscriptionIterator:
         return self
 
-    async def __anext__(self) -> ReadResponse:
+    def __anext__(self) -> Awaitable[ReadResponse]:
+        # Not a coroutine function: when the consumer must wait, the awaitable
+        # is the future itself, which _put completes with the update (or _end
+        # with StopAsyncIteration); no coroutine object per update.
         if self._queue:
             self._bridge.held -= 1
-            return self._queue.popleft()
+            return _ready(self._queue.popleft())
         if self._ended:
             raise StopAsyncIteration
-        waiter = self._waiter = self._bridge.loop.create_future()
-        try:
-            resp = await waiter  # (an update handed over directly, or _END)
-        finally:
-            self._waiter = None
-        if resp is _END:
-            raise StopAsyncIteration
-        return resp  # type: ignore[no-any-return]
+        waiter = self._waiter = self._loop.create_future()
+        return waiter
 
     async def aclose(self) -> None:
         """Stop iterating (also happens when the iterator is dropped)."""
@@ -395,9 +441,11 @@ class SubscriptionIterator:
     def _put(self, resp: ReadResponse) -> None:
         # Loop thread.
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(resp)  # the consumer waits: hand it over (the queue is empty)
-            return
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():  # (done: the consumer's await was cancelled)
+                waiter.set_result(resp)  # the consumer waits: hand it over (the queue is empty)
+                return
         queue = self._queue
         bridge = self._bridge
         if queue and (len(queue) >= self._size or bridge.held >= bridge.high_water):
@@ -411,9 +459,10 @@ class SubscriptionIterator:
         self._ended = True
         self._bridge.held -= len(self._queue)
         self._queue.clear()
-        waiter = self._waiter
+        waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_result(_END)
+            waiter.set_exception(StopAsyncIteration())
+            waiter.exception()  # (marks it retrieved: no "never retrieved" log if nobody awaits it now)
 
     def __del__(self) -> None:
         # Abandoned (``break`` out of ``async for``): give back what it held and
