@@ -305,12 +305,8 @@ class Subscription(Registry):
         collector stops tracking.  Otherwise see :meth:`_keep_latest`.
         """
         self._recent = update  # (one attribute store: read without the lock)
-        sinks = self._sinks
-        if sinks:
-            for sink in sinks:
-                sink(update)
-            if not self._entries:
-                return DELIVERED
+        if self._sinks and self._to_sinks(update):
+            return DELIVERED
         if self.all_updates:
             return (self.pv, self._deliver_fn, update)
         return self._keep_latest(update)
@@ -318,15 +314,17 @@ class Subscription(Registry):
     def _on_response(self, update: ReadResponse) -> JobTuple | None:
         """Circuit thread: a large update, already a response (decoded in place, once)."""
         self._recent = update
-        sinks = self._sinks
-        if sinks:
-            for sink in sinks:
-                sink(update)
-            if not self._entries:
-                return DELIVERED
+        if self._sinks and self._to_sinks(update):
+            return DELIVERED
         if self.all_updates:
             return Job(self.pv, Subscription._deliver, (self, update))
         return self._keep_latest(update)
+
+    def _to_sinks(self, update: Update) -> bool:
+        """Circuit thread: hand *update* to every sink; True when no callback wants it too."""
+        for sink in self._sinks:
+            sink(update)
+        return not self._entries
 
     def _keep_latest(self, update: Update) -> JobTuple | None:
         # all_updates=False: keep only the newest undelivered update; queue a

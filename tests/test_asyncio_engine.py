@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -389,16 +391,22 @@ def test_loop_subscriptions_bypass_the_dispatcher(ioc: IOCHandle) -> None:
     run(main())
 
 
+@contextlib.asynccontextmanager
+async def iterating_counter(ioc: IOCHandle) -> AsyncIterator[tuple[Context, Any, Any, Any, ReadResponse]]:
+    """A context, the connected ``counter`` PV, a subscription, its iterator and the first update."""
+    async with Context(env=ioc.env, timeout=10) as ctx:
+        (pv,) = await ctx.get_pvs(ioc.pv("counter"))
+        await pv.wait_for_connection()
+        sub = pv.subscribe()
+        it = sub.__aiter__()
+        yield ctx, pv, sub, it, await asyncio.wait_for(it.__anext__(), 5)
+
+
 def test_iterator_end_and_cancelled_waits(ioc: IOCHandle) -> None:
     """An iterator whose wait was cancelled keeps working; clear() ends a waiting ``async for``."""
 
     async def main() -> None:
-        async with Context(env=ioc.env, timeout=10) as ctx:
-            (pv,) = await ctx.get_pvs(ioc.pv("counter"))
-            await pv.wait_for_connection()
-            sub = pv.subscribe()
-            it = sub.__aiter__()
-            first = await asyncio.wait_for(it.__anext__(), 5)
+        async with iterating_counter(ioc) as (_ctx, _pv, sub, it, first):
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(it.__anext__(), 0.001)  # cancelled while waiting
             second = await asyncio.wait_for(it.__anext__(), 5)
@@ -425,12 +433,7 @@ def test_a_loop_behind_pauses_the_circuit_until_it_caught_up(ioc: IOCHandle) -> 
     """Flow control: EVENTS_OFF while the loop is behind, EVENTS_ON once a drain pass empties the inbox."""
 
     async def main() -> None:
-        async with Context(env=ioc.env, timeout=10) as ctx:
-            (pv,) = await ctx.get_pvs(ioc.pv("counter"))
-            await pv.wait_for_connection()
-            sub = pv.subscribe()
-            it = sub.__aiter__()
-            first = await asyncio.wait_for(it.__anext__(), 5)
+        async with iterating_counter(ioc) as (ctx, pv, _sub, it, first):
             circuit = pv.engine_pv.circuit_manager
             assert circuit is not None
             bridge = ctx._bridge
