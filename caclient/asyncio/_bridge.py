@@ -13,7 +13,12 @@ post never blocks and never runs user code.
 The drain runs on the loop.  It stops after ``BATCH`` items or ``PASS_TIME``
 seconds, whichever comes first, and reschedules itself (with plain
 ``call_soon``) for the rest, so a flood of updates never holds the loop for
-long: timers and other tasks run between passes.
+long: timers and other tasks run between passes.  The bound counts what a
+pass *causes* too: each item can wake a task (an ``async for`` consumer),
+and those task steps run in the loop iteration after the pass, so a pass of
+128 items keeps that iteration short (10k PVs at 10 Hz into ``async for``:
+loop lag p99 110-128 ms with 512 items and 5 ms per pass, 34-80 ms with 128
+and 2 ms, at the same or a higher update rate).
 
 Flow control: ``congested`` is set by the drain when a pass ends with work
 left over (the loop is behind) and cleared when a pass empties the inbox;
@@ -69,8 +74,8 @@ from .._errors import DisconnectedError
 log = logging.getLogger("caclient.asyncio")
 
 #: At most this many items, and about this many seconds, per drain pass.
-BATCH = 512
-PASS_TIME = 0.005
+BATCH = 128
+PASS_TIME = 0.002
 
 #: Updates waiting on the loop (per Context) past which iterators and coroutine backlogs coalesce.
 HIGH_WATER = 20_000
