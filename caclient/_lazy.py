@@ -6,22 +6,49 @@ decodes and encodes single numbers with :mod:`struct`.  Modules that need
 numpy only on a cold path (a large array arriving, a ``bytes()`` of a
 response) use :data:`numpy` from here as if it were the module (about 1 us
 per attribute).  Array code imports numpy inside the function; the one hot
-path, a scalar's ``.data``, takes it from ``sys.modules`` (about 0.1 us more
-per decode than a module-level name, against about 0.2 us for an import
-statement).
+path, a scalar's ``.data``, calls :func:`imported` (a ``sys.modules`` look-up
+and one flag test once numpy is loaded).
 
-The stand-in holds no state of its own: every attribute access looks numpy up
-in ``sys.modules`` (importing it the first time), so it is safe from any
-thread and after ``fork``.
+A module is in ``sys.modules`` from the moment its import *starts*.  While one
+thread is still running numpy's ``__init__``, another thread that takes
+``sys.modules["numpy"]`` gets a half-built module (``numpy.array`` missing).
+:func:`imported` therefore hands out a module only once its import has
+finished; otherwise it goes through the import system, which waits for the
+importing thread.  The stand-in holds no state of its own, so it is safe from
+any thread and after ``fork``.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["LazyModule", "numpy"]
+__all__ = ["LazyModule", "imported", "numpy"]
+
+
+def imported(name: str) -> ModuleType:
+    """The module *name*, fully initialised.
+
+    Imports it when nobody has, and waits for the importing thread when
+    another thread is in the middle of importing it.
+
+    Parameters
+    ----------
+    name : str
+        The module's full name, e.g. ``"numpy"``.
+
+    Returns
+    -------
+    types.ModuleType
+    """
+    module = sys.modules.get(name)
+    if module is None or getattr(module.__spec__, "_initializing", False):
+        # (importlib takes the module's import lock, so this returns only once
+        # the thread that is executing the module has finished)
+        module = importlib.import_module(name)
+    return module
 
 
 class LazyModule:
@@ -40,10 +67,7 @@ class LazyModule:
 
     def __getattr__(self, attr: str) -> Any:
         name: str = object.__getattribute__(self, "_name")
-        module = sys.modules.get(name)
-        if module is None:
-            module = importlib.import_module(name)
-        return getattr(module, attr)
+        return getattr(imported(name), attr)
 
     def __setattr__(self, attr: str, value: Any) -> None:
         raise AttributeError(f"{self!r} is read-only")

@@ -30,7 +30,11 @@ if TYPE_CHECKING:
 def is_ndarray(val: Any) -> bool:
     """``isinstance(val, numpy.ndarray)``, without importing numpy (no array exists before it is)."""
     np = sys.modules.get("numpy")
-    return np is not None and isinstance(val, np.ndarray)
+    if np is None:
+        return False
+    if getattr(np.__spec__, "_initializing", False):  # another thread is importing it: wait for it
+        import numpy as np
+    return isinstance(val, np.ndarray)
 
 
 _INT_TYPES = (dbr.INT, dbr.ENUM, dbr.CHAR, dbr.LONG)

@@ -82,6 +82,65 @@ def test_numpy_comes_when_an_array_needs_it() -> None:
     assert _child_modules(code)["numpy"] is True
 
 
+# A finder that holds numpy's import half-way (its module already in
+# sys.modules, its __init__ not run) until the test opens the gate.
+_HALF_IMPORTED_NUMPY = """
+import importlib.util, json, sys, threading
+inside, gate = threading.Event(), threading.Event()
+
+class HoldNumpy:
+    def find_spec(self, name, path=None, target=None):
+        if name != "numpy":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("numpy")
+        run = spec.loader.exec_module
+        def exec_module(module):
+            inside.set()
+            gate.wait(30)
+            run(module)
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, HoldNumpy())
+import struct
+from caclient import ReadResponse
+from compat import _convert
+importer = threading.Thread(target=__import__, args=("numpy",))
+importer.start()
+assert inside.wait(30)
+seen = {}
+def use(key, call):
+    try:
+        seen[key] = repr(call())
+    except Exception as exc:
+        seen[key] = "failed: %r" % exc
+users = [
+    threading.Thread(target=use, args=("data", lambda: ReadResponse(6, 1, 1, struct.pack(">d", 2.5), "latin-1").data)),
+    threading.Thread(target=use, args=("is_ndarray", lambda: _convert.is_ndarray(1.0))),
+]
+for t in users:
+    t.start()
+for t in users:
+    t.join(0.5)  # (they cannot finish before the gate opens; this only gives them time to run)
+gate.set()
+for t in [importer, *users]:
+    t.join(30)
+print(json.dumps(seen))
+"""
+
+
+def test_a_thread_never_sees_a_half_imported_numpy() -> None:
+    """The first scalar ``.data`` in one thread while another thread is importing numpy.
+
+    numpy is in ``sys.modules`` from the start of its import; a thread that took
+    it from there got a module without ``array`` (8 threads reading their first
+    values at once failed this way).  Now such a thread waits for the import.
+    """
+    seen = _child_modules(_HALF_IMPORTED_NUMPY)
+    assert seen == {"data": "array([2.5])", "is_ndarray": "False"}
+
+
 # ---------------------------------------------------------------- decode: tolist() == data.tolist()
 _NUMERIC_TYPES = [off + f for off in (0, 7, 14, 21, 28) for f in (1, 2, 3, 4, 5, 6)] + [35, 36]
 
