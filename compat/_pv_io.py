@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("compat")
 
+_EPICS_EPOCH = float(dbr.EPICS2UNIX_EPOCH)
 _TIME_ARGS = ("status", "severity", "timestamp", "posixseconds", "nanoseconds")
 
 
@@ -175,6 +176,20 @@ class PVReadWrite(PVBase):
         resp = _read_reply(self, eng, ftype, req or None, timeout)
         if resp is None:
             return None
+        fast = self._fast
+        if fast is not None and ftype == self.ftype and resp.data_count == 1:
+            # a TIME scalar of the PV's own type: one unpack gives everything
+            # (what _convert.metadata and unpack_response make of it, in their order)
+            status, severity, secs, nsec, value = fast.unpack_from(bytes(resp))
+            secs += _EPICS_EPOCH
+            return {
+                "status": status,
+                "severity": severity,
+                "timestamp": secs + 1.0e-6 * int(1.0e-3 * nsec),
+                "posixseconds": secs,
+                "nanoseconds": nsec,
+                "value": value,
+            }
         ftype = int(resp.data_type) if ftype is None else ftype
         out = _convert.metadata(resp.metadata, ftype) if ftype >= dbr.TIME_STRING else {}
         out["value"] = _convert.unpack_response(resp, self._ntype, nelm, req, as_numpy)
