@@ -26,7 +26,10 @@ subscription with sinks and no callbacks makes no dispatcher job at all (its
 handler returns :data:`~caclient._dispatch.DELIVERED`), so updates bound for
 an event loop cross one thread, not two.  A sink keeps the subscription
 wanted, like a callback; :meth:`clear` leaves sinks alone (they belong to
-the asyncio layer, which removes its own).
+the asyncio layer, which removes its own).  :meth:`hold` is a sink that
+does nothing: it keeps the subscription active for a reader that polls
+:attr:`most_recent_response` (compat's PVs without value callbacks), at the
+cost of one store per update on the circuit thread.
 
 Locks: ``_lock`` is the PV's own lock (shared, so that a subscribed PV costs
 one lock, not three); it guards the callbacks, ``_subid``, ``_circuit``,
@@ -39,6 +42,7 @@ the user asked for.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import _proto
@@ -145,11 +149,13 @@ class Subscription(Registry):
         """The live callbacks by token."""
         return {e.token: f for e in self._entries if (f := e.get()) is not None}
 
-    def add_callback(self, func: Callable[..., Any], *, weak: bool = False) -> int:
+    def add_callback(self, func: Callable[..., Any], *, weak: bool = False, replay: bool = True) -> int:
         """Add a callback and return its token.
 
         The first callback starts the subscription; a later one is called
-        once right away with the most recent update, if there was one.
+        once right away with the most recent update, if there was one
+        (unless *replay* is False: then it gets only the updates that
+        arrive from now on).
         """
         pv = self.pv
         with self._lock:
@@ -162,9 +168,28 @@ class Subscription(Registry):
             recent = self._recent
         if first:
             pv._wake_if_idle()  # a PV left idle by go_idle() reconnects for its subscribers
-        if not first and recent is not None:
+        if replay and not first and recent is not None:
             pv.context._submit(pv, self._replay, token, recent)
         return token
+
+    def hold(self) -> Callable[[], None]:
+        """Keep the subscription running without a callback; return the function that lets it go.
+
+        While held, the subscription stays active on the server and
+        :attr:`most_recent_response` follows every update, but an update
+        that no callback wants makes no work beyond storing it: no callback
+        thread is woken.  This is for a reader that polls the newest value
+        (``sub.most_recent_response``) instead of being called with each.
+        Holds are counted: the subscription is cancelled when the last hold
+        is released and no callback is left.  :meth:`clear` leaves holds
+        alone.  Calling the returned function again does nothing.
+        """
+
+        def held(update: Update) -> None:  # (a sink of its own: released by identity)
+            pass
+
+        self._add_sink(held)
+        return partial(self._remove_sink, held)
 
     def _replay(self, token: int, update: Update) -> None:
         # Worker thread: give a late callback the most recent update (looked up

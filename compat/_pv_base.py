@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._attrs import PVAttributes
 
 if TYPE_CHECKING:
+    from ._callback_table import CallbackTable
     from ._fields import Fields
     from ._pv_events import _Relay
 
@@ -34,12 +35,10 @@ class PVBase(PVAttributes):
     # plain attributes (pyepics's)
     pvname: str
     form: str
-    verbose: bool
     ftype: int | None
     chid: int | None
     context: int | None
     connection_timeout: float
-    callbacks: dict[Any, tuple[Callable[..., Any], dict[str, Any]]]
     connection_callbacks: list[Callable[..., Any]]
     access_callbacks: list[Callable[..., Any]]
     # the channel binding and the monitor (compat._pv_channel; _lock guards them)
@@ -59,6 +58,8 @@ class PVBase(PVAttributes):
     _monitor_delta_local: bool
     _monitor_last_value: Any
     # events and callbacks (compat._pv_events)
+    _callbacks: CallbackTable  # (pyepics's plain attributes ``callbacks`` and ``verbose``, as properties)
+    _verbose: bool
     _last_conn: bool | None
     _last_rights: int | None
     _told_conn: list[Callable[..., Any]] | None

@@ -99,10 +99,21 @@ class PVChannel(PVBase):
             self._access_token = relay.eng.access_rights_callback.add_callback(relay.on_access, run=True)
 
     def _update_hold(self) -> None:
-        if self.callbacks or self.connection_callbacks or self.access_callbacks:
+        """The callbacks changed: keep the PV alive while it has any, and pick push or pull."""
+        if self._callbacks or self.connection_callbacks or self.access_callbacks:
             RUNTIME.hold(self)
         else:
             RUNTIME.release(self)
+        relay = self._relay
+        if relay is not None and relay.sub is not None:
+            with self._lock:
+                relay = self._relay
+                if relay is not None:
+                    relay.deliver(self._wants_push())
+
+    def _wants_push(self) -> bool:
+        """Whether monitor updates must be applied as they come (see ``_Relay.deliver``)."""
+        return bool(self._callbacks) or self._verbose or self._monitor_delta_local
 
     def _setup_connected(self) -> bool:
         """Record the connection's fields and start the monitor; False if not connected."""
@@ -138,8 +149,8 @@ class PVChannel(PVBase):
                     self._float_fmt = (None, "", "")  # (filled in once the precision is known)
             else:
                 self._float_fmt = None
-            self._ready = True
-            self._check_monitor_locked()
+            self._start_monitor_locked()
+            self._ready = True  # (last: a thread that sees it set finds the monitor running)
         if args["monitor_delta"] is not None and not self._mdel_done:
             self._mdel_done = True
             self._apply_monitor_delta()
@@ -157,12 +168,16 @@ class PVChannel(PVBase):
                 raise AccessDeniedError(f"{record}.MDEL: no write access")
             mdel.write(float(self._args["monitor_delta"]), wait=False, notify=False)
         except (CAError, ValueError, TypeError):
-            self._monitor_delta_local = True
+            self._monitor_delta_local = True  # (filtered as updates come: pushed)
+            self._update_hold()
 
     # -- the automatic monitor -----------------------------------------------------------------
     def _check_monitor_locked(self) -> None:
-        if not self._ready:
-            return
+        if self._ready:
+            self._start_monitor_locked()
+
+    def _start_monitor_locked(self) -> None:
+        """Start, change or stop the automatic monitor as the settings say (connected, ``_lock`` held)."""
         count = self._args["count"]
         if count is None:
             return
@@ -177,9 +192,8 @@ class PVChannel(PVBase):
         self._clear_monitor_locked()
         sub = self._eng.subscribe(data_type=self.ftype, data_count=self._user_max_count or None, mask=mask)
         relay = self._relay
-        assert relay is not None  # (bound: _ready is set)
-        token = sub.add_callback(relay)
-        relay.sub, relay.sub_token = sub, token
+        assert relay is not None  # (bound: connected)
+        relay.watch(sub, push=self._wants_push())
         self._monref = sub
         self._monref_key = self.ftype
         self._monref_mask = mask
@@ -241,6 +255,7 @@ class PVChannel(PVBase):
         if not self._ready:
             if not self._setup_connected():
                 return False
+            self._refresh()  # (the monitor's first update, when it came already)
             if self._monref is not None and self._args["value"] is None:
                 # Read once now, so that value, count and time stamp are known
                 # when this returns (the monitor's first update may lag).

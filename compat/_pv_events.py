@@ -11,7 +11,10 @@ relay holds the PV weakly):
 
 These run on caclient's callback threads, one PV's in order.  Reads in the
 caller's thread catch up with updates a callback thread has not applied yet
-(:meth:`PVEvents._refresh`).  The public callback methods (``add_callback``
+(:meth:`PVEvents._refresh`).  A PV without value callbacks (or ``verbose``,
+or a client-side ``monitor_delta``) is not given its updates at all: it
+pulls the newest on read (see :meth:`_Relay.deliver`; its
+:class:`CallbackTable` tells it when that changes).  The public callback methods (``add_callback``
 ...) run in the caller's thread.
 
 Locks: ``_lock`` (see :mod:`compat._pv_channel`) is taken briefly to decide
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from . import _convert, dbr
 from . import _fields as F
 from ._ca_messages import write as _write
+from ._callback_table import CallbackTable
 from ._convert import fmt_time
 from ._pv_base import ACCESS_STRINGS as _ACCESS_STRINGS
 from ._pv_base import PVBase
@@ -62,7 +66,7 @@ class _Relay(weakref.ref):  # type: ignore[type-arg]
     only object a PV needs for them (no weak method, no bound method).
     """
 
-    __slots__ = ("conn_token", "eng", "sub", "sub_token")
+    __slots__ = ("conn_token", "eng", "sub", "sub_release", "sub_token")
 
     def __new__(cls, pv: PVBase, eng: Any) -> _Relay:
         return super().__new__(cls, pv)
@@ -71,7 +75,8 @@ class _Relay(weakref.ref):  # type: ignore[type-arg]
         self.eng = eng
         self.conn_token: int | None = None
         self.sub: Any = None
-        self.sub_token: int | None = None
+        self.sub_token: int | None = None  # (pushed: the relay is a callback of ``sub``)
+        self.sub_release: Callable[[], None] | None = None  # (pulled: ``sub`` is held)
 
     def __call__(self, source: Any, event: Any) -> None:  # type: ignore[override]
         """A monitor update ``(sub, response)`` or a connection event ``(channel, state)``."""
@@ -95,11 +100,46 @@ class _Relay(weakref.ref):  # type: ignore[type-arg]
             self.eng.connection_state_callback.remove_callback(token)
         self.drop_monitor()
 
+    def watch(self, sub: Any, push: bool) -> None:
+        """Follow the PV's automatic monitor *sub* (see :meth:`deliver`)."""
+        self.sub = sub
+        self.deliver(push, first=True)
+
+    def deliver(self, push: bool, first: bool = False) -> None:
+        """Have the monitor's updates pushed to the PV, or held for it to pull.
+
+        *Pushed*: the relay is a callback of the subscription, so each update
+        is applied (and the value callbacks run) on a callback thread.
+        *Pulled*, for a PV without value callbacks: the subscription is only
+        held; nothing runs per update, and a read applies the newest one
+        (:meth:`PVEvents._refresh`).  That saves a callback-thread wake-up per
+        update, which a put(wait=True) loop on a monitored PV pays for every
+        put.  A switch adds the new way before dropping the old one, so the
+        subscription never stops; a switch to pushing gives the PV only the
+        updates from then on (pyepics calls a new callback on the next
+        change, not with the current value).  The PV's ``_lock`` is held.
+        """
+        sub = self.sub
+        if sub is None:
+            return
+        if push and self.sub_token is None:
+            self.sub_token = sub.add_callback(self, replay=first)
+            release, self.sub_release = self.sub_release, None
+            if release is not None:
+                release()
+        elif not push and self.sub_release is None:
+            self.sub_release = sub.hold()
+            token, self.sub_token = self.sub_token, None
+            if token is not None:
+                sub.remove_callback(token)
+
     def drop_monitor(self) -> None:
-        sub, token = self.sub, self.sub_token
-        self.sub = self.sub_token = None
+        sub, token, release = self.sub, self.sub_token, self.sub_release
+        self.sub = self.sub_token = self.sub_release = None
         if sub is not None and token is not None:
             sub.remove_callback(token)
+        if release is not None:
+            release()
 
 
 _WRITES = RUNTIME.writes  # (the runtime's, never rebound)
@@ -189,7 +229,7 @@ class PVEvents(PVBase):
         # (one struct unpack gives everything) with at most one plain value
         # callback.  Everything else goes the general way.
         fast = self._fast
-        if fast is None or resp.data_count != 1 or self.verbose or self._monitor_delta_local:
+        if fast is None or resp.data_count != 1 or self._verbose or self._monitor_delta_local:
             self._on_monitor_event_general(sub, resp)
             return
         if resp.status != 1:
@@ -203,7 +243,7 @@ class PVEvents(PVBase):
         _set(args, F.STAMP, (severity, stamp, secs, nsec))
         _set(args, F.COUNT, 1)
         self._applied = payload  # (see _refresh)
-        callbacks = self.callbacks
+        callbacks = self._callbacks
         if not callbacks:
             _set(args, F.HEAD, (value, _get(args, F.CHAR_VALUE), status, ftype))
             self._charval_dirty = True  # (made when someone reads it)
@@ -269,7 +309,7 @@ class PVEvents(PVBase):
         if self._monitor_delta_local and self._filtered(resp):
             return
         value = self._apply(resp)
-        if self.callbacks or self.verbose:
+        if self._callbacks or self._verbose:
             args = self._args
             fmt = self._float_fmt
             if fmt is not None:  # a FLOAT/DOUBLE scalar: _convert.char_value's rule, inlined
@@ -288,7 +328,7 @@ class PVEvents(PVBase):
                     self._set_charval(value, call_ca=False)
             else:
                 self._set_charval(value, call_ca=False)
-            if self.verbose:
+            if self._verbose:
                 _write(f"{self.pvname}: {args['char_value']} ({fmt_time(args['timestamp'])})")
             self._run_all(on_worker=True)
 
@@ -399,6 +439,26 @@ class PVEvents(PVBase):
         return cval
 
     # -- callbacks ----------------------------------------------------------------------------
+    @property
+    def callbacks(self) -> CallbackTable:
+        """The value callbacks: ``{index: (callback, kwargs)}`` (changing it directly works too)."""
+        return self._callbacks
+
+    @callbacks.setter
+    def callbacks(self, table: dict[Any, tuple[Callable[..., Any], dict[str, Any]]]) -> None:
+        self._callbacks = CallbackTable(weakref.ref(self), table)
+        self._update_hold()
+
+    @property
+    def verbose(self) -> bool:
+        """Print each monitor update (pyepics's ``verbose``); may be changed at any time."""
+        return self._verbose
+
+    @verbose.setter
+    def verbose(self, value: bool) -> None:
+        self._verbose = value
+        self._update_hold()
+
     def add_callback(
         self,
         callback: Callable[..., Any] | None = None,
@@ -422,8 +482,7 @@ class PVEvents(PVBase):
         if callable(callback):
             if index is None:
                 index = 1 + max(self.callbacks) if self.callbacks else 1
-            self.callbacks[index] = (callback, kw)
-            self._update_hold()
+            self.callbacks[index] = (callback, kw)  # (the table tells the PV: _update_hold)
         if run_now:
             self.get(as_string=True)
             if self.connected:
@@ -434,7 +493,6 @@ class PVEvents(PVBase):
         """Remove the value callback at *index* (unknown indexes are ignored)."""
         if index in self.callbacks:
             self.callbacks.pop(index, None)
-            self._update_hold()
 
     def clear_callbacks(self, with_access_callback: bool = False, with_connect_callback: bool = False) -> None:
         """Remove all value callbacks (and optionally access and connection callbacks)."""
@@ -488,7 +546,7 @@ class PVEvents(PVBase):
     def _run_all(self, on_worker: bool = False) -> None:
         if self._access_token is None:
             self._sync_access()
-        callbacks = self.callbacks
+        callbacks = self._callbacks
         if len(callbacks) == 1:  # the common case, without sorting
             try:
                 ((index, (func, kw)),) = callbacks.items()

@@ -53,11 +53,13 @@ from __future__ import annotations
 import sys
 import threading
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from . import _fields as F
 from . import _info, _runtime, ca
+from ._callback_table import CallbackTable
 from ._convert import fmt_time as fmt_time
 from ._fields import Fields
 from ._pv_channel import PVChannel
@@ -116,6 +118,7 @@ class PV(PVChannel, PVEvents, PVReadWrite):
         "_applied",
         "_args",
         "_auto_monitor",
+        "_callbacks",
         "_charval_dirty",
         "_detached",
         "_eng",
@@ -141,8 +144,8 @@ class PV(PVChannel, PVEvents, PVReadWrite):
         "_told_access",
         "_told_conn",
         "_user_max_count",
+        "_verbose",
         "access_callbacks",
-        "callbacks",
         "chid",
         "connection_callbacks",
         "connection_timeout",
@@ -150,7 +153,6 @@ class PV(PVChannel, PVEvents, PVReadWrite):
         "form",
         "ftype",
         "pvname",
-        "verbose",
     )
 
     _fmtsca = "<PV '%(pvname)s', count=%(count)i, type=%(typefull)s, access=%(access)s>"
@@ -172,7 +174,7 @@ class PV(PVChannel, PVEvents, PVReadWrite):
     ) -> None:
         self.pvname: str = pvname.strip()
         self.form: str = sys.intern(form.lower())  # (one string for every PV, not one each)
-        self.verbose = verbose
+        self._verbose = verbose
         self._auto_monitor = auto_monitor
         self.ftype: int | None = None
         self.connection_timeout: float = (
@@ -184,13 +186,14 @@ class PV(PVChannel, PVEvents, PVReadWrite):
             [connection_callback] if connection_callback is not None else []
         )
         self.access_callbacks: list[Callable[..., Any]] = [access_callback] if access_callback is not None else []
-        self.callbacks: dict[Any, tuple[Callable[..., Any], dict[str, Any]]] = {}
+        initial: dict[Any, tuple[Callable[..., Any], dict[str, Any]]] = {}
         if isinstance(callback, (list, tuple)):
             for i, func in enumerate(callback):
                 if callable(func):
-                    self.callbacks[i] = (func, {})
+                    initial[i] = (func, {})
         elif callable(callback):
-            self.callbacks[0] = (callback, {})
+            initial[0] = (callback, {})
+        self._callbacks = CallbackTable(weakref.ref(self), initial)
         self._put_complete: bool | None = None
         self._monref: Any = None  # the caclient Subscription while monitored
         self._monref_mask: int | None = None

@@ -1,15 +1,21 @@
-"""Engine API added for compat: :meth:`caclient.Context.write_many`."""
+"""Engine API added for compat.
+
+:meth:`caclient.Context.write_many`, :meth:`caclient.Subscription.hold` and
+``Subscription.add_callback(..., replay=False)``.
+"""
 
 from __future__ import annotations
 
 import queue
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 from compat_support import compat_ioc, restored
-from engine_support import open_context
+from engine_support import connected, open_context
 
 from caclient import AccessDeniedError, CATimeoutError, Context, WriteResponse
 from caclient.testing import IOCHandle
@@ -106,3 +112,59 @@ def test_write_many_from_a_callback(ctx: Context, ioc: IOCHandle) -> None:
     finally:
         sub.clear()
     assert isinstance(results, list) and isinstance(results[0], WriteResponse)
+
+
+# -- Subscription.hold and add_callback(replay=False) ----------------------------------------------------
+def _until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        pause.wait(0.005)
+
+
+def _newest(sub: Any) -> Any:
+    resp = sub.most_recent_response
+    return None if resp is None else resp.data[0]
+
+
+def test_a_held_subscription_follows_updates_and_runs_nothing(ctx: Context, ioc: IOCHandle) -> None:
+    pv = connected(ctx, ioc.pv("ao"))
+    pv.write(1.5, wait=True)
+    sub = pv.subscribe()
+    release = sub.hold()
+    assert sub.wanted and sub.callbacks == {}
+    _until(lambda: _newest(sub) == 1.5, "the first update")
+    circuit = ctx.statistics().circuits[0]
+    assert circuit.subscriptions == 1
+    jobs = ctx.statistics().callbacks.jobs_run
+    pv.write(2.5, wait=True)
+    _until(lambda: _newest(sub) == 2.5, "the written value")
+    assert ctx.statistics().callbacks.jobs_run == jobs  # no callback thread was woken
+    sub.clear()  # (leaves holds alone)
+    assert sub.wanted and ctx.statistics().circuits[0].subscriptions == 1
+    release_too = sub.hold()
+    release()
+    release()  # (a second call does nothing)
+    assert sub.wanted
+    release_too()
+    assert not sub.wanted
+    assert ctx.statistics().circuits[0].subscriptions == 0  # cancelled with the last hold
+
+
+def test_a_late_callback_is_replayed_the_newest_update_unless_told_not_to(ctx: Context, ioc: IOCHandle) -> None:
+    pv = connected(ctx, ioc.pv("ao"))
+    pv.write(1.5, wait=True)
+    sub = pv.subscribe()
+    first: queue.Queue[float] = queue.Queue()
+    replayed: queue.Queue[float] = queue.Queue()
+    fresh: queue.Queue[float] = queue.Queue()
+    sub.add_callback(lambda r: first.put(r.data[0]))
+    assert first.get(timeout=5) == 1.5
+    sub.add_callback(lambda r: replayed.put(r.data[0]))
+    assert replayed.get(timeout=5) == 1.5
+    sub.add_callback(lambda r: fresh.put(r.data[0]), replay=False)
+    pv.write(2.5, wait=True)
+    assert fresh.get(timeout=5) == 2.5  # the first it was given: the next update
+    assert replayed.get(timeout=5) == 2.5
+    sub.clear()

@@ -1,0 +1,139 @@
+"""How a compat PV's automatic monitor reaches it: pulled on read without value callbacks, pushed with them.
+
+A PV without value callbacks only holds its subscription: updates wake no
+callback thread and a read applies the newest one.  Adding a callback (by
+``add_callback``, by changing ``pv.callbacks`` directly, or by setting
+``verbose``) switches to delivering each update, from the next one on, as
+pyepics does.  Run against the C IOC.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from compat_support import cioc_fixture, epics_fixture  # noqa: F401
+from engine_support import connected, open_context
+
+from caclient import Context
+from caclient.testing import IOCHandle
+
+
+@pytest.fixture
+def writer(cioc: IOCHandle) -> Iterator[Context]:
+    """A Context of its own, so that its writes are not compat's (which make compat read afresh)."""
+    yield from open_context(cioc.env, 5.0)
+
+
+def _until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        pause.wait(0.005)
+
+
+def _held_value(pv: Any) -> Any:
+    resp = pv._monref.most_recent_response
+    return None if resp is None else resp.data[0]
+
+
+def _engine_counters(epics: Any) -> tuple[int, int]:
+    """(callback jobs run, messages sent) of compat's Context."""
+    stats = epics._runtime.RUNTIME.context().statistics()
+    return stats.callbacks.jobs_run, sum(c.messages_out for c in stats.circuits)
+
+
+def test_without_callbacks_updates_wake_no_callback_thread_and_a_get_reads_the_newest(
+    epics: Any, cioc: IOCHandle
+) -> None:
+    pv = epics.PV(cioc.pv("counter"))
+    assert pv.wait_for_connection(5)
+    sub = pv._monref
+    assert sub is not None and sub.wanted and sub.callbacks == {}
+    _until(lambda: _held_value(pv) is not None, "the first update")
+    start = _held_value(pv)
+    jobs, sent = _engine_counters(epics)
+    _until(lambda: _held_value(pv) >= start + 3, "three more updates of the 10 Hz counter")
+    assert _engine_counters(epics)[0] == jobs  # nothing ran on a callback thread
+    newest = _held_value(pv)
+    value = pv.get()
+    assert value >= newest  # (one more update may have come meanwhile)
+    assert pv.value >= value
+    assert _engine_counters(epics)[1] == sent  # no read went to the server: the monitor's value
+    assert pv.timestamp > 0 and pv.count == 1
+
+
+def test_a_callback_added_later_gets_the_next_change_not_the_current_value(
+    epics: Any, cioc: IOCHandle, writer: Context
+) -> None:
+    name = cioc.pv("ao")
+    target = connected(writer, name)
+    target.write(1.25, wait=True)
+    pv = epics.PV(name)
+    assert pv.wait_for_connection(5)
+    _until(lambda: _held_value(pv) == 1.25, "the written value")
+    assert pv.get() == 1.25
+    got: queue.Queue[Any] = queue.Queue()
+    index = pv.add_callback(lambda value=None, **kw: got.put(value), with_ctrlvars=False)
+    assert pv._monref.callbacks  # pushed now
+    target.write(2.5, wait=True)
+    assert got.get(timeout=5) == 2.5  # (not 1.25 first, as pyepics)
+    pv.remove_callback(index)
+    assert pv._monref.callbacks == {} and pv._monref.wanted  # held again, never stopped
+    target.write(3.75, wait=True)
+    _until(lambda: _held_value(pv) == 3.75, "the next written value")
+    assert pv.get() == 3.75
+    assert got.empty()
+
+
+def test_changing_the_callbacks_dict_directly_switches_delivery(epics: Any, cioc: IOCHandle) -> None:
+    pv = epics.PV(cioc.pv("counter"))
+    assert pv.wait_for_connection(5)
+    got: queue.Queue[Any] = queue.Queue()
+
+    def on_change(value: Any = None, **kw: Any) -> None:
+        got.put(value)
+
+    pv.callbacks[7] = (on_change, {})
+    first = got.get(timeout=5)
+    assert got.get(timeout=5) > first
+    del pv.callbacks[7]
+    assert pv._monref.callbacks == {}
+    pv.callbacks = {3: (on_change, {})}
+    assert type(pv.callbacks) is not dict and pv._monref.callbacks  # (assignment keeps it a table)
+    while not got.empty():
+        got.get_nowait()
+    assert got.get(timeout=5) is not None
+    pv.callbacks.clear()
+    assert pv._monref.callbacks == {}
+    pv.callbacks.update({1: (on_change, {})})
+    assert pv._monref.callbacks
+    plain = copy.copy(pv.callbacks)
+    assert type(plain) is dict and plain == {1: (on_change, {})}
+    table = type(pv.callbacks)(None, {1: (len, {})})
+    assert pickle.loads(pickle.dumps(table)) == {1: (len, {})}
+    assert type(pickle.loads(pickle.dumps(table))) is dict
+    pv.clear_callbacks()
+    assert pv._monref.callbacks == {}
+
+
+def test_verbose_set_after_creation_prints_each_update(
+    epics: Any, cioc: IOCHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pv = epics.PV(cioc.pv("counter"))
+    assert pv.wait_for_connection(5)
+    assert pv._monref.callbacks == {}
+    pv.verbose = True
+    assert pv.verbose is True and pv._monref.callbacks
+    name = cioc.pv("counter")
+    _until(lambda: capsys.readouterr().out.count(name + ":") > 0, "a printed update")
+    pv.verbose = False
+    assert pv._monref.callbacks == {}
