@@ -48,6 +48,8 @@ class PVChannel(PVBase):
         eng = self._eng
         if eng is not None and self._gen == RUNTIME.generation and not self._detached:
             return eng
+        if RUNTIME.dead_relays:
+            RUNTIME.reap()  # (freed PVs' engine callbacks: see _Relay)
         ctx = RUNTIME.context()
         gen = RUNTIME.generation
         if self._gen != gen and self._gen != -1:
@@ -132,6 +134,9 @@ class PVChannel(PVBase):
             args = self._args
             args["nelm"] = nelm
             args["count"] = min(nelm, self._user_max_count or nelm)
+            # (count is the channel's again: the next read re-applies the monitor's
+            # newest update, which may have been applied before this ran)
+            self._applied = None
             args["host"] = host
             args["type"] = args["typefull"] = name
             args["ftype"] = ftype

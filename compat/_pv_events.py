@@ -61,7 +61,10 @@ class _Relay(weakref.ref):  # type: ignore[type-arg]
     The engine holds the relay; the relay refers to its PV only weakly, so a
     PV nobody refers to is freed.  A relay whose PV is gone removes its engine
     callbacks the next time one runs (on a callback thread, where that is
-    safe).  Being the weak reference itself, and the one callable the engine
+    safe); and when the PV is freed, the relay is queued in
+    ``RUNTIME.dead_relays``, which the next PV to bind empties (a PV whose
+    monitor is only held, or whose value never changes, gets no call that
+    would let it notice).  Being the weak reference itself, and the one callable the engine
     calls for both connection events and monitor updates, the relay is the
     only object a PV needs for them (no weak method, no bound method).
     """
@@ -69,7 +72,7 @@ class _Relay(weakref.ref):  # type: ignore[type-arg]
     __slots__ = ("conn_token", "eng", "sub", "sub_release", "sub_token")
 
     def __new__(cls, pv: PVBase, eng: Any) -> _Relay:
-        return super().__new__(cls, pv)
+        return super().__new__(cls, pv, _DEAD_RELAYS.append)  # (see Runtime.dead_relays)
 
     def __init__(self, pv: PVBase, eng: Any) -> None:  # (the reference itself is made by __new__)
         self.eng = eng
@@ -143,6 +146,7 @@ class _Relay(weakref.ref):  # type: ignore[type-arg]
 
 
 _WRITES = RUNTIME.writes  # (the runtime's, never rebound)
+_DEAD_RELAYS = RUNTIME.dead_relays
 _deref = weakref.ref.__call__  # (the relay's own __call__ is the callback)
 
 

@@ -14,7 +14,11 @@ keeps module-level mutable state:
   engine callbacks weakly, so this is what keeps such a PV running after the
   script dropped it, as in pyepics), ``writes`` (puts per engine channel, so
   that a PV reads again after a put instead of trusting a monitor value that
-  may predate it) and ``hostnames`` (reverse lookups, one per server);
+  may predate it), ``hostnames`` (reverse lookups, one per server) and
+  ``dead_relays`` (the engine-side relays of PV objects that were freed,
+  queued by a weakref callback, which may run inside garbage collection on
+  any thread and so only appends; :meth:`Runtime.reap` removes their engine
+  callbacks and monitor holds, from a thread that holds no lock);
 * for :mod:`compat.ca`: ``libca`` (None, :class:`LibCA` or :data:`FINALIZED`),
   ``initial_context``, the live context handles ``contexts``, the per-thread
   context ``tls``, the channel tables ``by_name``, ``chid_cache`` and
@@ -69,6 +73,7 @@ Lifecycle
 from __future__ import annotations
 
 import atexit
+import collections
 import itertools
 import os
 import socket
@@ -178,6 +183,7 @@ class Runtime:
         self.keepalive: dict[int, Any] = {}
         self.hostnames: dict[str, str] = {}
         self.writes: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self.dead_relays: collections.deque[Any] = collections.deque()
         # -- compat.ca
         self.libca: Any = None
         self.initial_context: int | None = None
@@ -214,6 +220,17 @@ class Runtime:
         with self.lock:
             if self.keepalive.get(id(obj)) is obj:
                 del self.keepalive[id(obj)]
+
+    def reap(self) -> None:
+        """Drop the engine callbacks of freed PV objects (see ``dead_relays``); no lock may be held."""
+        dead = self.dead_relays
+        while dead:
+            try:
+                relay = dead.popleft()
+            except IndexError:  # (another thread took the last one)
+                return
+            if relay.eng.context is self.engine_context:  # (not one inherited through fork())
+                relay.drop()
 
     def note_write(self, channel: Any) -> None:
         """Count a put to *channel* (see ``writes``)."""
@@ -283,6 +300,7 @@ class Runtime:
         self.keepalive.clear()
         self.hostnames.clear()
         self.writes.clear()
+        self.dead_relays.clear()
         self.by_name.clear()
         self.chid_cache.clear()
         self.ca_cache.clear()

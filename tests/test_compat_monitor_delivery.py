@@ -10,6 +10,7 @@ pyepics does.  Run against the C IOC.
 from __future__ import annotations
 
 import copy
+import gc
 import pickle
 import queue
 import threading
@@ -137,3 +138,35 @@ def test_verbose_set_after_creation_prints_each_update(
     _until(lambda: capsys.readouterr().out.count(name + ":") > 0, "a printed update")
     pv.verbose = False
     assert pv._monref.callbacks == {}
+
+
+def test_a_freed_pv_lets_its_monitor_and_engine_callbacks_go(epics: Any, cioc: IOCHandle) -> None:
+    name = cioc.pv("longin")  # (a value that never changes: no update would tell a relay its PV is gone)
+    pv = epics.PV(name)
+    assert pv.wait_for_connection(5) and pv.get() == 42
+    sub, eng = pv._monref, pv._eng
+    assert sub.wanted
+    before = len(eng.connection_state_callback)
+    del pv
+    gc.collect()
+    epics.PV(cioc.pv("ai")).wait_for_connection(5)  # (binding another PV reaps the freed ones)
+    assert not sub.wanted  # the monitor was cancelled
+    assert len(eng.connection_state_callback) == before - 1
+    for _ in range(50):  # a loop that makes a PV object each time does not pile up engine callbacks
+        assert epics.PV(name).get() == 42
+    gc.collect()
+    epics.PV(cioc.pv("ai"))
+    assert len(eng.connection_state_callback) <= before
+
+
+def test_a_late_connection_event_does_not_undo_the_monitors_count(epics: Any, cioc: IOCHandle) -> None:
+    # The engine's connection event may reach a PV after a read on another
+    # thread applied the monitor's first update; setting the connection's
+    # fields again (count = NELM) must not stick.
+    pv = epics.PV(cioc.pv("emptywf"))
+    assert pv.wait_for_connection(5)
+    _until(lambda: pv._monref.most_recent_response is not None, "the first update")
+    assert pv.count == 0
+    assert pv._setup_connected()  # (what the connection event does, run late)
+    assert pv.count == 0 and pv.nelm > 1
+    assert pv.get(as_string=True) == epics.caget(cioc.pv("emptywf"), as_string=True)
