@@ -23,7 +23,15 @@ circuit's other events put theirs too.
 A message larger than half the buffer is received into a buffer of its own,
 allocated once its size was checked and only if someone waits for it (the
 sink's :meth:`~CircuitEvents.large_message_limit`); a large reply nobody
-waits for is skipped without allocating.
+waits for is skipped without allocating.  The buffer goes to the reader as
+is (its values are the array it gets), so it is not reused while anything
+refers to it; but the last one of :data:`SPARE_MIN` bytes or more is kept
+(one per circuit) and received into again once nothing else refers to it
+(and it is not more than twice the size needed):
+fresh memory costs a page fault and the zeroing of each page (on an 80 MB
+array, a third of the client's time, and now and then a stall while the
+kernel compacts memory for huge pages), which a loop reading the same big
+waveform then no longer pays.
 
 Sending needs no state: the requests are built by the pure functions of
 :mod:`caclient._proto` (requests in, bytes out).  The other id tables (cid →
@@ -40,6 +48,7 @@ hands to its subscription's handler inline.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -52,6 +61,7 @@ from ._lazy import numpy as np
 log = logging.getLogger("caclient.circuit")
 
 BUFSIZE = 1 << 18  # the shared receive buffer
+SPARE_MIN = 1 << 22  # large buffers of this size or more are kept for reuse (see module docstring)
 MAX_PAYLOAD = 1 << 31
 
 #: A small monitor update or I/O reply: ``(data_type, count, status, payload)``.
@@ -128,6 +138,8 @@ class CircuitProtocol:
         self._swap_at = 0  # where the values start in the large buffer
         self._swap_item = 0  # their item size
         self._swapped = 0  # how many are in native order already
+        self._spare: Any = None  # the last large buffer of SPARE_MIN bytes or more (see _large_buffer)
+        self._alone = object()  # (referred to by this attribute only: see _large_buffer)
         self.discarding = 0  # bytes of an unwanted large message still to skip
         self._special = False  # a large message is being filled or skipped
         # Counters (written by the circuit thread once per chunk, read by anyone;
@@ -303,8 +315,7 @@ class CircuitProtocol:
                 raise ProtocolError(
                     f"{size} bytes for {name}, more than its {native} elements of data type {dtype} can take"
                 )
-            # np.empty: a bytearray would be zero-filled first (40 ms for 80 MB).
-            array = np.empty(size, dtype=np.uint8)
+            array = self._large_buffer(size)
             big = array.data
             big[:have] = self._buf[body : body + have]
             self._big, self._big_filled, self._big_header = big, have, header
@@ -323,6 +334,25 @@ class CircuitProtocol:
         self._special = True
         self._start = self._end = 0
         return self._big is not None
+
+    def _large_buffer(self, size: int) -> Any:
+        """A uint8 array of *size* bytes for a large message: the spare one when free, else a new one.
+
+        The spare is free when this object's reference is the only one: every
+        view of it (the response's payload, arrays made from it, a copy kept
+        by a subscription) refers to it, as the buffer protocol requires.  A
+        spare more than twice the size wanted is not used (a new buffer takes
+        its place), so that one huge array does not stay allocated for small ones.
+        """
+        spare_fits = self._spare is not None and size <= self._spare.size <= 2 * size
+        # (compared with an object only an attribute refers to, counted the same way)
+        if spare_fits and sys.getrefcount(self._spare) == sys.getrefcount(self._alone):
+            return self._spare[:size]
+        # np.empty: a bytearray would be zero-filled first (40 ms for 80 MB).
+        array = np.empty(size, dtype=np.uint8)
+        if size >= SPARE_MIN:
+            self._spare = array
+        return array
 
     def _message(self, header: tuple[int, int, int, int, int, int], payload: bytes | memoryview[Any]) -> None:
         """Decode one message and report it (every kind but the small EVENT_ADD comes here)."""

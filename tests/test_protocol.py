@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from caclient import ProtocolError, _proto
 from caclient._dbr import NATIVE_ORDER_FORMAT
-from caclient._protocol import BUFSIZE, CircuitProtocol, Reply
+from caclient._protocol import BUFSIZE, SPARE_MIN, CircuitProtocol, Reply
 from caclient._response import ReadResponse
 
 HDR = _proto.HEADER
@@ -277,3 +278,45 @@ def test_monitor_update_without_a_handler_is_dropped_and_jobs_are_collected() ->
     proto.receive_data(double_update(12, 1.0) + double_update(11, 2.0))
     assert rec.events == []
     assert proto.jobs == [("key", print, (6, 1, 1, struct.pack(">d", 2.0)))]
+
+
+def test_a_large_buffer_is_reused_only_once_nothing_refers_to_it() -> None:
+    n = 1_000_000  # (8 MB: kept for reuse)
+    assert n * 8 >= SPARE_MIN
+    rec = Keeper({(_proto.READ_NOTIFY, 9): ("BIG", n)})
+    proto = CircuitProtocol(rec)
+
+    def message(value: float, count: int = n) -> bytes:
+        body = np.full(count, value, dtype=">f8").tobytes()
+        return EXT.pack(_proto.READ_NOTIFY, 0xFFFF, 6, 0, 1, 9, len(body), count) + body
+
+    def receive(msg: bytes) -> tuple[ReadResponse, int]:
+        """The response, and the most memory allocated meanwhile (numpy reports to tracemalloc)."""
+        tracemalloc.start()
+        try:
+            proto.receive_data(msg)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        return ReadResponse(*rec.replies.pop(), "latin-1"), peak
+
+    msgs = [message(1.0), message(2.0), message(3.0), message(4.0, n // 2)]
+    first, allocated = receive(msgs[0])
+    assert allocated >= n * 8
+    second, allocated = receive(msgs[1])  # the first is still held: a new buffer
+    assert allocated >= n * 8
+    a, b = first.data, second.data
+    assert not np.shares_memory(a, b) and a[-1] == 1.0 and b[-1] == 2.0
+    del second, b
+    third, allocated = receive(msgs[2])  # nothing refers to the second any more: received into it again
+    assert allocated < n  # (no new buffer)
+    values = third.data
+    assert values[0] == values[-1] == 3.0 and a[0] == a[-1] == 1.0
+    fourth, allocated = receive(msgs[3])  # the third is held (by `third` and `values`): a new buffer
+    assert allocated >= n * 4
+    assert values[0] == values[-1] == 3.0 and fourth.data[-1] == 4.0
+    del third, values
+    _, allocated = receive(message(5.0, n // 8))  # the kept buffer is free but 8x too big: not used
+    assert allocated >= n
+    sixth, allocated = receive(message(6.0))  # ... and kept for the next one that fits
+    assert allocated < n and sixth.data[-1] == 6.0
