@@ -29,7 +29,7 @@ class CallbackTable(dict):  # type: ignore[type-arg]
         owner = self._owner
         pv = owner() if owner is not None else None
         if pv is not None:
-            pv._update_hold()
+            pv._callbacks_changed()
 
     def __setitem__(self, key: Any, value: Any) -> None:
         super().__setitem__(key, value)

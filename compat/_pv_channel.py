@@ -100,8 +100,9 @@ class PVChannel(PVBase):
         if relay is not None and self._access_token is None:
             self._access_token = relay.eng.access_rights_callback.add_callback(relay.on_access, run=True)
 
-    def _update_hold(self) -> None:
-        """The callbacks changed: keep the PV alive while it has any, and pick push or pull."""
+    def _callbacks_changed(self) -> None:
+        """The callbacks (or verbose, or client-side filtering) changed: keep the PV alive while it has
+        callbacks, and pick push or pull for its monitor."""
         if self._callbacks or self.connection_callbacks or self.access_callbacks:
             RUNTIME.hold(self)
         else:
@@ -174,7 +175,7 @@ class PVChannel(PVBase):
             mdel.write(float(self._args["monitor_delta"]), wait=False, notify=False)
         except (CAError, ValueError, TypeError):
             self._monitor_delta_local = True  # (filtered as updates come: pushed)
-            self._update_hold()
+            self._callbacks_changed()
 
     # -- the automatic monitor -----------------------------------------------------------------
     def _check_monitor_locked(self) -> None:

@@ -213,7 +213,7 @@ class PVEvents(PVBase):
                     self._told_conn = [*(self._told_conn or ()), func]
             func(pvname=self.pvname, conn=True, pv=self)
         self.connection_callbacks.append(func)
-        self._update_hold()
+        self._callbacks_changed()
 
     def _add_access_callback(self, func: Callable[..., Any]) -> None:
         """Append an access callback and call it now if connected (get_pv on a cached PV)."""
@@ -223,7 +223,7 @@ class PVEvents(PVBase):
                     self._told_access = [*(self._told_access or ()), func]
             func(self.read_access, self.write_access, pv=self)
         self.access_callbacks.append(func)
-        self._update_hold()
+        self._callbacks_changed()
         with self._lock:
             self._watch_access()
 
@@ -451,7 +451,7 @@ class PVEvents(PVBase):
     @callbacks.setter
     def callbacks(self, table: dict[Any, tuple[Callable[..., Any], dict[str, Any]]]) -> None:
         self._callbacks = CallbackTable(weakref.ref(self), table)
-        self._update_hold()
+        self._callbacks_changed()
 
     @property
     def verbose(self) -> bool:
@@ -461,7 +461,7 @@ class PVEvents(PVBase):
     @verbose.setter
     def verbose(self, value: bool) -> None:
         self._verbose = value
-        self._update_hold()
+        self._callbacks_changed()
 
     def add_callback(
         self,
@@ -486,7 +486,7 @@ class PVEvents(PVBase):
         if callable(callback):
             if index is None:
                 index = 1 + max(self.callbacks) if self.callbacks else 1
-            self.callbacks[index] = (callback, kw)  # (the table tells the PV: _update_hold)
+            self.callbacks[index] = (callback, kw)  # (the table calls _callbacks_changed)
         if run_now:
             self.get(as_string=True)
             if self.connected:
@@ -505,7 +505,7 @@ class PVEvents(PVBase):
             self.access_callbacks = []
         if with_connect_callback:
             self.connection_callbacks = []
-        self._update_hold()
+        self._callbacks_changed()
 
     def run_callbacks(self) -> None:
         """Run every value callback now, in this thread, with the current data."""

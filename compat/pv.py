@@ -223,7 +223,7 @@ class PV(PVChannel, PVEvents, PVReadWrite):
         self.chid: int | None = None
         #: The ``ca`` context the PV was made in (``ca.current_context()``, as pyepics).
         self.context: int | None = _current_context()
-        self._update_hold()
+        self._callbacks_changed()
         self._chan()
 
     def _initial_args(self, monitor_delta: float | None) -> Fields:

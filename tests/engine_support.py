@@ -1,9 +1,11 @@
-"""Helpers shared by the engine tests: a Context for a fixture, connected PVs, connection-state queues."""
+"""Helpers shared by the engine tests: a Context for a fixture, connected PVs, connection-state queues, waiting."""
 
 from __future__ import annotations
 
 import queue
-from collections.abc import Iterator, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from caclient import Context
@@ -27,3 +29,13 @@ def connection_states(pv: Any) -> queue.Queue[str]:
     states: queue.Queue[str] = queue.Queue()
     pv.connection_state_callback.add_callback(lambda _pv, state: states.put(state))
     return states
+
+
+def until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Wait until *predicate* holds, polling every 5 ms; AssertionError naming *what* after *timeout* s."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        pause.wait(0.005)

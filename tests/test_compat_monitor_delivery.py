@@ -13,14 +13,12 @@ import copy
 import gc
 import pickle
 import queue
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from compat_support import cioc_fixture, epics_fixture  # noqa: F401
-from engine_support import connected, open_context
+from engine_support import connected, open_context, until
 
 from caclient import Context
 from caclient.testing import IOCHandle
@@ -30,15 +28,6 @@ from caclient.testing import IOCHandle
 def writer(cioc: IOCHandle) -> Iterator[Context]:
     """A Context of its own, so that its writes are not compat's (which make compat read afresh)."""
     yield from open_context(cioc.env, 5.0)
-
-
-def _until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        pause.wait(0.005)
 
 
 def _held_value(pv: Any) -> Any:
@@ -59,10 +48,10 @@ def test_without_callbacks_updates_wake_no_callback_thread_and_a_get_reads_the_n
     assert pv.wait_for_connection(5)
     sub = pv._monref
     assert sub is not None and sub.wanted and sub.callbacks == {}
-    _until(lambda: _held_value(pv) is not None, "the first update")
+    until(lambda: _held_value(pv) is not None, "the first update")
     start = _held_value(pv)
     jobs, sent = _engine_counters(epics)
-    _until(lambda: _held_value(pv) >= start + 3, "three more updates of the 10 Hz counter")
+    until(lambda: _held_value(pv) >= start + 3, "three more updates of the 10 Hz counter")
     assert _engine_counters(epics)[0] == jobs  # nothing ran on a callback thread
     newest = _held_value(pv)
     value = pv.get()
@@ -80,7 +69,7 @@ def test_a_callback_added_later_gets_the_next_change_not_the_current_value(
     target.write(1.25, wait=True)
     pv = epics.PV(name)
     assert pv.wait_for_connection(5)
-    _until(lambda: _held_value(pv) == 1.25, "the written value")
+    until(lambda: _held_value(pv) == 1.25, "the written value")
     assert pv.get() == 1.25
     got: queue.Queue[Any] = queue.Queue()
     index = pv.add_callback(lambda value=None, **kw: got.put(value), with_ctrlvars=False)
@@ -90,7 +79,7 @@ def test_a_callback_added_later_gets_the_next_change_not_the_current_value(
     pv.remove_callback(index)
     assert pv._monref.callbacks == {} and pv._monref.wanted  # held again, never stopped
     target.write(3.75, wait=True)
-    _until(lambda: _held_value(pv) == 3.75, "the next written value")
+    until(lambda: _held_value(pv) == 3.75, "the next written value")
     assert pv.get() == 3.75
     assert got.empty()
 
@@ -135,7 +124,7 @@ def test_verbose_set_after_creation_prints_each_update(
     pv.verbose = True
     assert pv.verbose is True and pv._monref.callbacks
     name = cioc.pv("counter")
-    _until(lambda: capsys.readouterr().out.count(name + ":") > 0, "a printed update")
+    until(lambda: capsys.readouterr().out.count(name + ":") > 0, "a printed update")
     pv.verbose = False
     assert pv._monref.callbacks == {}
 
@@ -165,7 +154,7 @@ def test_a_late_connection_event_does_not_undo_the_monitors_count(epics: Any, ci
     # fields again (count = NELM) must not stick.
     pv = epics.PV(cioc.pv("emptywf"))
     assert pv.wait_for_connection(5)
-    _until(lambda: pv._monref.most_recent_response is not None, "the first update")
+    until(lambda: pv._monref.most_recent_response is not None, "the first update")
     assert pv.count == 0
     assert pv._setup_connected()  # (what the connection event does, run late)
     assert pv.count == 0 and pv.nelm > 1

@@ -7,15 +7,14 @@
 from __future__ import annotations
 
 import queue
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from compat_support import compat_ioc, restored
-from engine_support import connected, open_context
+from engine_support import connected, open_context, until
 
 from caclient import AccessDeniedError, CATimeoutError, Context, WriteResponse
 from caclient.testing import IOCHandle
@@ -115,14 +114,6 @@ def test_write_many_from_a_callback(ctx: Context, ioc: IOCHandle) -> None:
 
 
 # -- Subscription.hold and add_callback(replay=False) ----------------------------------------------------
-def _until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        pause.wait(0.005)
-
-
 def _newest(sub: Any) -> Any:
     resp = sub.most_recent_response
     return None if resp is None else resp.data[0]
@@ -134,12 +125,12 @@ def test_a_held_subscription_follows_updates_and_runs_nothing(ctx: Context, ioc:
     sub = pv.subscribe()
     release = sub.hold()
     assert sub.wanted and sub.callbacks == {}
-    _until(lambda: _newest(sub) == 1.5, "the first update")
+    until(lambda: _newest(sub) == 1.5, "the first update")
     circuit = ctx.statistics().circuits[0]
     assert circuit.subscriptions == 1
     jobs = ctx.statistics().callbacks.jobs_run
     pv.write(2.5, wait=True)
-    _until(lambda: _newest(sub) == 2.5, "the written value")
+    until(lambda: _newest(sub) == 2.5, "the written value")
     assert ctx.statistics().callbacks.jobs_run == jobs  # no callback thread was woken
     sub.clear()  # (leaves holds alone)
     assert sub.wanted and ctx.statistics().circuits[0].subscriptions == 1
