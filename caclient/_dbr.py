@@ -450,6 +450,8 @@ def encode_values(field: int, data: Any, encoding: str) -> tuple[bytes | memoryv
         items: Sequence[Any]
         if isinstance(data, (str, bytes, bytearray)):
             return encode_string(data, encoding), 1
+        if type(data) in (list, tuple) and all(isinstance(item, (str, bytes, bytearray)) for item in data):
+            return b"".join([encode_string(item, encoding) for item in data]), len(data)  # (no numpy import)
         import numpy as np
 
         if isinstance(data, np.ndarray) and data.ndim == 0:

@@ -262,6 +262,33 @@ def test_string_writes_need_no_numpy() -> None:
         "assert _dbr.encode_values(6, 2.5, 'latin-1') == (b'@\\x04' + bytes(6), 1)\n"
         "assert _dbr.encode_values(5, [7], 'latin-1') == (b'\\0\\0\\0\\x07', 1)\n"
         "assert _dbr.encode_values(6, '1.5', 'latin-1')[1] == 1\n"
+        "assert _dbr.encode_values(0, ['a', b'b'], 'latin-1') == (b'a'.ljust(40, b'\\0') + b'b'.ljust(40, b'\\0'), 2)\n"
         f"{_REPORT}"
     )
     assert _child_modules(code, dict(os.environ))["numpy"] is False
+
+
+@pytest.mark.timeout(60)
+def test_command_line_tools_on_scalars_load_neither(epics_ioc: Any) -> None:
+    """caget, caput (plain, -S and enum) and cainfo of scalars in one fresh process print base's
+    lines without numpy or caproto: a one-shot command pays for neither import."""
+    names = {k: epics_ioc.pv(k) for k in ("ai", "ao", "longin", "mbbo", "stringin")}
+    code = (
+        "import sys\n"
+        "from caclient.cli import caget, caput, cainfo\n"
+        f"names = {names!r}\n"
+        "rcs = [caget.main(['-w', '10', names['ai'], names['longin'], names['stringin']]),\n"
+        "       caget.main(['-w', '10', '-d', 'DBR_CTRL_DOUBLE', names['ai']]),\n"
+        "       caput.main(['-w', '10', names['ao'], '2.5']),\n"
+        "       caput.main(['-w', '10', '-t', names['mbbo'], '1']),\n"
+        "       cainfo.main(['-w', '10', names['ao']])]\n"
+        "sys.stdout.flush()\n"
+        "assert rcs == [0] * 5, rcs\n"
+        f"{_REPORT}"
+    )
+    env = dict(epics_ioc.env, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    printed = proc.stdout.strip().splitlines()
+    assert f"New : {names['ao']:<30} 2.5" in printed, printed
+    assert json.loads(printed[-1]) == dict.fromkeys(HEAVY, False), printed

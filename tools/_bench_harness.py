@@ -164,6 +164,11 @@ def _child_env(ioc: IOCHandle) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("PYTHONSTARTUP", None)
+    # A pip-installed package is byte-compiled at install time; a shell that sets
+    # PYTHONDONTWRITEBYTECODE would make every cold process compile our modules
+    # from source again (about half of caclient's import time) while the peers
+    # read the .pyc files pip wrote for them.  Children write and reuse bytecode.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 

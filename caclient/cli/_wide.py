@@ -148,7 +148,7 @@ class WideLine:
     def _values(self, ch: Channel, resp: Any, dbr: int, md: Any, req_elems: int) -> str:
         style = self.style
         sep = style.separator
-        data = resp.data
+        data = resp.tolist()
         n = ch.n_elems
         if style.char_as_string and dbr == F.TIME_OFFSET + F.CHAR and (req_elems or n > 1):
             elems = req_elems if req_elems and req_elems < n else n

@@ -308,7 +308,7 @@ def _value_text(req: Request, ch: Channel, resp: Any, with_count: bool = True) -
     style = req.style
     sep = style.separator
     dbr = int(resp.data_type)
-    data = resp.data
+    data = resp.tolist()  # (plain Python numbers: a scalar read never imports numpy)
     n = min(ch.n_elems, len(data))
     if style.char_as_string and dbr < 35 and dbr % 7 == F.CHAR and (req.count or ch.n_elems > 1):
         return style.char_string(data, n)

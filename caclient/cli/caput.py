@@ -167,9 +167,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _encode(req: Request, pv: Any, values: list[str]) -> tuple[int, Any] | int:
-    """The DBR type and data to write, or an exit status after base's message."""
-    import numpy as np
+    """The DBR type and data to write, or an exit status after base's message.
 
+    The data is plain Python (a list, or bytes for ``-S``): a one-shot caput of
+    a scalar or a string never imports numpy.
+    """
     if int(pv.native_data_type) == F.ENUM:
         from .._errors import CAError
 
@@ -206,12 +208,12 @@ def _encode(req: Request, pv: Any, values: list[str]) -> tuple[int, Any] | int:
                 numbers[i] = number
                 dbr = F.DOUBLE
         if dbr == F.DOUBLE:
-            return dbr, np.array(numbers, dtype=np.float64)
+            return dbr, numbers
         return dbr, texts
     if req.style.char_as_string:
         joined = values[0]
         raw = F.unescape(joined, len(joined.encode("latin-1")) + 1)
-        return F.CHAR, np.frombuffer(raw.encode("latin-1") + b"\0", dtype=np.uint8)
+        return F.CHAR, raw.encode("latin-1") + b"\0"
     return F.STRING, [F.unescape(word, STRING_SIZE) for word in values]
 
 
@@ -315,7 +317,7 @@ def _value(req: Request, ch: Channel, resp: Any) -> str:
         return "*** no data available (timeout)"
     style = req.style
     sep = style.separator
-    data = resp.data
+    data = resp.tolist()
     dbr = int(resp.data_type)
     n = min(ch.n_elems, len(data))
     if style.char_as_string and dbr % 7 == F.CHAR and ch.n_elems > 1:
