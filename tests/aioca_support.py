@@ -9,8 +9,10 @@ Real aioca loads libca, so it runs only in child processes
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,8 @@ def aioca_ioc(config: pytest.Config) -> IOCHandle:
     with _lock:
         if _ioc is None:
             path = Path(tempfile.mkdtemp(prefix="aioca-db-")) / "extra.db"
+            # (cleanups run last-in first-out: this one after the IOC's stop below)
+            config.add_cleanup(functools.partial(shutil.rmtree, path.parent, ignore_errors=True))
             path.write_text(EXTRA_DB, encoding="ascii")
             handle = EpicsIOC([(TEST_DB_PATH, None), (str(path), None)]).start()
             config.add_cleanup(handle.stop)

@@ -8,9 +8,11 @@ the session, so that their writes never meet other tests' expectations.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,6 +101,8 @@ def compat_ioc(config: pytest.Config) -> IOCHandle:
     with _lock:
         if _ioc is None:
             path = Path(tempfile.mkdtemp(prefix="compat-db-")) / "extra.db"
+            # (cleanups run last-in first-out: this one after the IOC's stop below)
+            config.add_cleanup(functools.partial(shutil.rmtree, path.parent, ignore_errors=True))
             path.write_text(EXTRA_DB, encoding="ascii")
             handle = EpicsIOC([(TEST_DB_PATH, None), (str(path), None)]).start()
             config.add_cleanup(handle.stop)

@@ -9,7 +9,9 @@ classes' records, which no test server has).
 
 from __future__ import annotations
 
+import functools
 import json
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -40,6 +42,8 @@ def record_ioc(config: pytest.Config) -> IOCHandle:
     with _lock:
         if _ioc is None:
             path = Path(tempfile.mkdtemp(prefix="record-ioc-")) / "fields.json"
+            # (cleanups run last-in first-out: this one after the IOC's stop below)
+            config.add_cleanup(functools.partial(shutil.rmtree, path.parent, ignore_errors=True))
             path.write_text(json.dumps(device_fields()), encoding="utf-8")
             args = ["--fake-motor", "--fields", str(path)]
             for name in MOTORS:
