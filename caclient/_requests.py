@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from . import _dbr, _proto
 from ._dbr import AccessRights, ChannelType
@@ -14,6 +15,10 @@ from ._sync import Deadline, Pending
 if TYPE_CHECKING:
     from ._circuit import Circuit
     from ._pv import PV
+
+
+#: Every DBR type number (a read or write given one skips the enum lookup).
+_KNOWN_TYPES: Final = frozenset(int(t) for t in ChannelType)
 
 
 def resolve_type(data_type: Any, native: int | None) -> tuple[int, str]:
@@ -29,8 +34,10 @@ def resolve_type(data_type: Any, native: int | None) -> tuple[int, str]:
             raise ValueError(
                 f"data_type must be one of {sorted(_dbr.FAMILY_OFFSETS)}, a ChannelType or an int, not {data_type!r}"
             ) from None
+    if isinstance(data_type, int) and data_type in _KNOWN_TYPES:
+        return int(data_type), "explicit"  # (the common case, without an enum lookup)
     try:
-        return int(ChannelType(int(data_type))), "explicit"
+        return int(ChannelType(operator.index(data_type))), "explicit"
     except (ValueError, TypeError):
         raise ValueError(f"unknown data_type {data_type!r}") from None
 

@@ -120,10 +120,6 @@ class PVReadWrite(PVBase):
         stale = self._stale()
         args = self._args
         value = args["value"]
-        try:
-            cached_length = len(value)
-        except TypeError:
-            cached_length = 1
         if (
             not use_monitor
             or not self._auto_monitor
@@ -131,7 +127,7 @@ class PVReadWrite(PVBase):
             or ftype != self.ftype
             or value is None
             or stale
-            or (count is not None and count > cached_length)
+            or (count is not None and count > _length(value))
         ):
             if count is None and self._user_max_count:
                 count = self._user_max_count
@@ -305,6 +301,14 @@ class PVReadWrite(PVBase):
         if arg == "char_value" and self._charval_dirty:
             self._set_charval(args["value"], call_ca=False)
         return self._args.get(arg, None)
+
+
+def _length(value: Any) -> int:
+    """How many elements a cached value holds (1 for a scalar)."""
+    try:
+        return len(value)
+    except TypeError:
+        return 1
 
 
 def _read_reply(pv: PVBase, eng: Any, ftype: int | None, count: int | None, timeout: float) -> Any:

@@ -134,3 +134,31 @@ def test_type_matrix_agrees_with_libca(
                 assert getattr(md, name) == pytest.approx(tmd[name], nan_ok=True), name
             if native in (ChannelType.DOUBLE, ChannelType.FLOAT):
                 assert md.precision == tmd["precision"]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (20, 20),
+        (ChannelType.TIME_DOUBLE, 20),
+        (np.int32(34), 34),
+        (True, 1),
+        ("time", 20),
+        ("control", 34),
+        (None, 6),
+    ],
+)
+def test_data_type_forms(given: Any, expected: int) -> None:
+    """Every form a caller may pass resolves to the same wire type (6 = native DOUBLE here)."""
+    from caclient._requests import resolve_type
+
+    assert resolve_type(given, 6)[0] == expected
+    assert type(resolve_type(given, 6)[0]) is int
+
+
+@pytest.mark.parametrize("given", [39, -1, 7.5, "tiem", object()])
+def test_unknown_data_type_is_refused(given: Any) -> None:
+    from caclient._requests import resolve_type
+
+    with pytest.raises(ValueError, match="data_type"):
+        resolve_type(given, 6)
