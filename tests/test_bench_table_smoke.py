@@ -94,3 +94,22 @@ def test_render_factors_and_fractions() -> None:
     assert limits[1] == ["reads", "raw socket 4,000 reads/s", "0.50", "-", "0.25", "0.12"]
     assert limits[2] == ["cpu", "raw socket 10.0 us", "0.20", "-", "0.10", "0.40"]
     assert factor(rows[0], 1.0, None) is None and factor(rows[1], 10.0, 5.0) == 0.5
+
+
+@pytest.mark.timeout(30)
+def test_timed_run_returns_output_and_kills_on_timeout() -> None:
+    """The cold-process timer: output and status come back; a child past its timeout is killed, not waited for."""
+    import subprocess
+    import sys
+
+    from tools._bench_workers import timed_run
+
+    elapsed, status, out, err = timed_run(
+        [sys.executable, "-c", "import sys; print('hi'); sys.exit(3)"],
+        20,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert (status, out, err) == (3, "hi\n", "") and elapsed > 0
+    with pytest.raises(subprocess.TimeoutExpired):
+        timed_run([sys.executable, "-c", "import time; time.sleep(60)"], 0.5)

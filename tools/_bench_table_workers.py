@@ -31,7 +31,7 @@ from typing import Any
 from tools import _bench_workers as workers
 from tools._bench_floor import RawChannel, memcpy_mbps
 from tools._bench_peers import Peer, make_peer
-from tools._bench_workers import CLOSE_MARK, RESULT_MARK, BenchFailure, Counter, _emit, _rss
+from tools._bench_workers import CLOSE_MARK, RESULT_MARK, BenchFailure, Counter, _emit, _rss, timed_run
 
 Result = tuple[dict[str, Any], dict[str, Any]]  # (metrics, info)
 Closing = list[Callable[[], None]]  # what to close once the result is out
@@ -96,13 +96,11 @@ def _time_process(argv: list[str], timeout: float) -> float:
     """Seconds from starting *argv* to its exit (its output goes to a file: a daemon it
     spawned could hold a pipe open long after it exited)."""
     with tempfile.TemporaryFile("w+") as out:
-        t0 = time.perf_counter()
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=timeout)
-        elapsed = time.perf_counter() - t0
-        if proc.returncode != 0:
+        elapsed, status, _, _ = timed_run(argv, timeout, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        if status != 0:
             out.seek(0)
             tail = " | ".join(out.read().strip().splitlines()[-2:])
-            raise BenchFailure(f"{' '.join(argv[:3])}... exited with {proc.returncode}: {tail}")
+            raise BenchFailure(f"{' '.join(argv[:3])}... exited with {status}: {tail}")
     return elapsed
 
 

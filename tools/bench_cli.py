@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from typing import Any
 from caclient.testing import EpicsIOC, make_numbered_db
 from tools._bench_harness import _child_env
 from tools._bench_report import versions
+from tools._bench_workers import timed_run
 
 CLIENTS = ("caget", "compat", "pyepics", "base")
 SCENARIOS = {"cold_caget_1": 1, "cold_caget_100": 100}
@@ -91,19 +91,19 @@ def commands() -> dict[str, Command]:
 def run_once(argv: list[str], env: dict[str, str], expect: int) -> tuple[float, float] | str:
     """Run one command; (wall s, CPU s) or the reason it failed."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
     try:
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        wall, status, stdout, stderr = timed_run(
+            argv, 60, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
     except subprocess.TimeoutExpired:
         return "timeout"
-    wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if proc.returncode != 0:
-        return f"exit {proc.returncode}: {proc.stderr.strip()[-200:]}"
-    if expect == 1 and not proc.stdout.strip():
+    if status != 0:
+        return f"exit {status}: {stderr.strip()[-200:]}"
+    if expect == 1 and not stdout.strip():
         return "no output"
-    if expect > 1 and len(proc.stdout.splitlines()) < expect and proc.stdout.count(",") < expect - 1:
+    if expect > 1 and len(stdout.splitlines()) < expect and stdout.count(",") < expect - 1:
         return "missing values"
     return wall, cpu
 
