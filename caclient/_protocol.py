@@ -25,9 +25,10 @@ allocated once its size was checked and only if someone waits for it (the
 sink's :meth:`~CircuitEvents.large_message_limit`); a large reply nobody
 waits for is skipped without allocating.  The buffer goes to the reader as
 is (its values are the array it gets), so it is not reused while anything
-refers to it; but the last one of :data:`SPARE_MIN` bytes or more is kept
-(one per circuit) and received into again once nothing else refers to it
-(and it is not more than twice the size needed):
+refers to it; but the last two of :data:`SPARE_MIN` bytes or more are kept
+(per circuit: a reader that caches the last value, as compat does, holds
+one until the next has arrived) and received into again once nothing else
+refers to them (and they are not more than twice the size needed):
 fresh memory costs a page fault and the zeroing of each page (on an 80 MB
 array, a third of the client's time, and now and then a stall while the
 kernel compacts memory for huge pages), which a loop reading the same big
@@ -139,6 +140,7 @@ class CircuitProtocol:
         self._swap_item = 0  # their item size
         self._swapped = 0  # how many are in native order already
         self._spare: Any = None  # the last large buffer of SPARE_MIN bytes or more (see _large_buffer)
+        self._spare2: Any = None  # the one before it
         self._alone = object()  # (referred to by this attribute only: see _large_buffer)
         self.discarding = 0  # bytes of an unwanted large message still to skip
         self._special = False  # a large message is being filled or skipped
@@ -336,21 +338,30 @@ class CircuitProtocol:
         return self._big is not None
 
     def _large_buffer(self, size: int) -> Any:
-        """A uint8 array of *size* bytes for a large message: the spare one when free, else a new one.
+        """A uint8 array of *size* bytes for a large message: a spare one when free, else a new one.
 
-        The spare is free when this object's reference is the only one: every
+        A spare is free when this object's reference is the only one: every
         view of it (the response's payload, arrays made from it, a copy kept
-        by a subscription) refers to it, as the buffer protocol requires.  A
-        spare more than twice the size wanted is not used (a new buffer takes
-        its place), so that one huge array does not stay allocated for small ones.
+        by a subscription) refers to it, as the buffer protocol requires.  Two
+        are kept, because a reader that caches the last value (compat, as
+        pyepics does) holds one until the next value has arrived.  A spare more
+        than twice the size wanted is not used, and a new buffer pushes out the
+        older spare, so that one huge array does not stay allocated for small ones.
         """
-        spare_fits = self._spare is not None and size <= self._spare.size <= 2 * size
-        # (compared with an object only an attribute refers to, counted the same way)
-        if spare_fits and sys.getrefcount(self._spare) == sys.getrefcount(self._alone):
+        alone = sys.getrefcount(self._alone)  # (an object only an attribute refers to, counted the same way)
+        if self._spare is not None and size <= self._spare.size <= 2 * size and sys.getrefcount(self._spare) == alone:
+            return self._spare[:size]
+        if (
+            self._spare2 is not None
+            and size <= self._spare2.size <= 2 * size
+            and sys.getrefcount(self._spare2) == alone
+        ):
+            self._spare, self._spare2 = self._spare2, self._spare  # (the newest first)
             return self._spare[:size]
         # np.empty: a bytearray would be zero-filled first (40 ms for 80 MB).
         array = np.empty(size, dtype=np.uint8)
         if size >= SPARE_MIN:
+            self._spare2 = self._spare
             self._spare = array
         return array
 

@@ -320,3 +320,14 @@ def test_a_large_buffer_is_reused_only_once_nothing_refers_to_it() -> None:
     assert allocated >= n
     sixth, allocated = receive(message(6.0))  # ... and kept for the next one that fits
     assert allocated < n and sixth.data[-1] == 6.0
+
+    # A reader that caches the last value (compat, like pyepics) holds one buffer until the
+    # next value has arrived: the two kept buffers take turns, and nothing new is allocated.
+    del first, a, sixth
+    held, _ = receive(message(7.0))
+    held_values = held.data
+    for value in (8.0, 9.0, 10.0):
+        nxt, allocated = receive(message(value))
+        assert allocated < n
+        assert nxt.data[-1] == value and held_values[0] == held_values[-1] == value - 1
+        held, held_values = nxt, nxt.data
