@@ -314,6 +314,13 @@ def _watch(
     return "", peak
 
 
+def _shown(sc: Any, r: RunResult) -> str:
+    """A run's first two metrics, or its failure, for a progress line."""
+    if not r.ok:
+        return "FAIL: " + r.error[:120]
+    return ", ".join(f"{m.key}={_fmt_value(m, r.metrics.get(m.key))}" for m in sc.metrics[:2])
+
+
 def best_of(runs: list[RunResult], metric: Metric) -> RunResult:
     """The run with the best `metric`; failures count only when every run failed."""
     good = [r for r in runs if r.ok and isinstance(r.metrics.get(metric.key), (int, float))]
@@ -421,26 +428,31 @@ def run_scenarios(
             if sc.worker == waveform_worker:
                 setup_error = _prepare_waveforms(ioc, get_ioc.state, args)  # type: ignore[attr-defined]
             params = sc.params(ioc, args.quick)
-            for c in clients:
-                if sc.clients and c not in sc.clients:
-                    continue
-                if setup_error:
+            runnable = [c for c in clients if not sc.clients or c in sc.clients]
+            if setup_error:
+                for c in runnable:
                     results[c] = RunResult(False, error=setup_error)
-                    continue
-                print(f"  running {sc.name:<{name_width}} {c:<{client_width}} ...", end="", flush=True)
-                timeout = args.timeout * sc.timeout_factor
-                runs = [
-                    run_child(sc.worker, c, params, ioc, timeout, mem_limit, module=module) for _ in range(args.repeat)
-                ]
-                r = results[c] = best_of(runs, sc.metrics[0])
-                shown = (
-                    ", ".join(f"{m.key}={_fmt_value(m, r.metrics.get(m.key))}" for m in sc.metrics[:2])
-                    if r.ok
-                    else "FAIL: " + r.error[:120]
-                )
-                print(f" {r.wall_s:6.1f}s  {shown}", flush=True)
-                if warn_dead_ioc and not ioc.running:
-                    print(f"  WARNING: the IOC died during {sc.name}/{c}", flush=True)
+                continue
+            # With --repeat, the runs go in rounds (every client once, then
+            # again): a slow spell of the shared machine then hits every
+            # client alike instead of all the runs of one.
+            runs: dict[str, list[RunResult]] = {c: [] for c in runnable}
+            timeout = args.timeout * sc.timeout_factor
+            for round_no in range(1, args.repeat + 1):
+                for c in runnable:
+                    label = f"{sc.name:<{name_width}} {c:<{client_width}}"
+                    if args.repeat > 1:
+                        label += f" {round_no}/{args.repeat}"
+                    print(f"  running {label} ...", end="", flush=True)
+                    r = run_child(sc.worker, c, params, ioc, timeout, mem_limit, module=module)
+                    runs[c].append(r)
+                    print(f" {r.wall_s:6.1f}s  {_shown(sc, r)}", flush=True)
+                    if warn_dead_ioc and not ioc.running:
+                        print(f"  WARNING: the IOC died during {sc.name}/{c}", flush=True)
+            for c in runnable:
+                r = results[c] = best_of(runs[c], sc.metrics[0])
+                if args.repeat > 1:
+                    print(f"  best of {args.repeat}: {sc.name:<{name_width}} {c:<{client_width}} {_shown(sc, r)}")
     return all_results
 
 
@@ -464,7 +476,12 @@ def cli(
     parser.add_argument("--clients", nargs="+", choices=clients, default=list(clients), help="clients to run")
     parser.add_argument("--timeout", type=float, default=default_timeout, help="hard wall-clock limit per child (s)")
     parser.add_argument("--mem-limit", type=float, default=DEFAULT_MEM_LIMIT_GIB, help="memory limit per child (GiB)")
-    parser.add_argument("--repeat", type=int, default=1, help="run each child N times, keep the best (default 1)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every client N times, in rounds (each client once, then again), and keep each one's best (default 1)",
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     if add_arguments is not None:
         add_arguments(parser)
