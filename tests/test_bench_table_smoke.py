@@ -61,6 +61,19 @@ def test_bench_table_quick_runs_and_prints_its_tables() -> None:
     assert [row[1].split()[:2] for row in limits[1:]] == [["raw", "socket"]] * 3  # reads/s, CPU, puts/s
 
 
+@pytest.mark.timeout(200)
+def test_bench_table_repeat_runs_in_rounds_and_keeps_each_best() -> None:
+    out = run_tool("tools.bench_table", "--quick", "--only", "seq_get", "--clients", "caclient", "floor",
+                   "--repeat", "2", timeout=180)  # fmt: skip
+    runs = re.findall(r"running seq_get +(\w+) +(\d)/2 \.\.\. +[\d.]+s +rate=([\d,]+)", out)
+    assert [(c, r) for c, r, _ in runs] == [("caclient", "1"), ("floor", "1"), ("caclient", "2"), ("floor", "2")], out
+    for client in ("caclient", "floor"):
+        rates = [int(rate.replace(",", "")) for c, _, rate in runs if c == client]
+        best = re.search(rf"best of 2: seq_get +{client} +rate=([\d,]+)", out)
+        assert best is not None, out
+        assert int(best.group(1).replace(",", "")) == max(rates), out
+
+
 def test_bench_table_lists_every_row() -> None:
     out = run_tool("tools.bench_table", "--list", timeout=60)
     for sc in SCENARIOS:
