@@ -346,9 +346,10 @@ def decode_value(
         return np.frombuffer(payload, dtype=_NATIVE_DTYPES[field], count=count, offset=offset)  # (swapped already)
     arr = np.frombuffer(payload, dtype=_VALUE_DTYPES[field], count=count, offset=offset)
     if inplace and arr.flags.writeable:
+        native = arr.view(_NATIVE_DTYPES[field])
         if not arr.dtype.isnative:
-            arr.byteswap(inplace=True)
-        return arr.view(_NATIVE_DTYPES[field])
+            native[...] = arr  # swapped where it is (see CircuitProtocol._swap_received)
+        return native
     return arr.astype(_NATIVE_DTYPES[field])
 
 

