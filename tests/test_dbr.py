@@ -666,8 +666,7 @@ def test_encode_string_unencodable() -> None:
 def test_decode_in_place_swaps_the_payload_itself(data_type: int) -> None:
     """``inplace=True`` gives native values that are a view of the (writable) payload, swapped once."""
     layout = _dbr.LAYOUTS[data_type]
-    field = 3 if data_type in (35, 36) else layout.field
-    wire = np.dtype(_dbr._VALUE_DTYPES[field])
+    wire = np.dtype(_dbr._VALUE_DTYPES[layout.field])
     values = (np.arange(1001) * 7 - 500).astype(wire)
     payload = bytearray(bytes(range(layout.meta_size)) + values.tobytes())
     out = _dbr.decode_value(layout, len(values), memoryview(payload), "latin-1", inplace=True)

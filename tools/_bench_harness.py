@@ -416,19 +416,17 @@ def run_scenarios(
         for sc in selected:
             results: dict[str, RunResult] = {}
             all_results[sc.name] = results
+            runnable = [c for c in clients if not sc.clients or c in sc.clients]
             try:
                 ioc = get_ioc(sc.ioc)
             except Exception as exc:
-                for c in clients:
-                    if sc.clients and c not in sc.clients:
-                        continue
+                for c in runnable:
                     results[c] = RunResult(False, error=f"IOC did not start: {exc}"[:300])
                 continue
             setup_error = None
             if sc.worker == waveform_worker:
                 setup_error = _prepare_waveforms(ioc, get_ioc.state, args)  # type: ignore[attr-defined]
             params = sc.params(ioc, args.quick)
-            runnable = [c for c in clients if not sc.clients or c in sc.clients]
             if setup_error:
                 for c in runnable:
                     results[c] = RunResult(False, error=setup_error)
