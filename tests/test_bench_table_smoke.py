@@ -10,12 +10,14 @@ without running anything.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from bench_support import NUMBER, run_tool
 
 from tools._bench_harness import RunResult
 from tools._bench_table_render import Row, factor, render_markdown
+from tools._bench_table_workers import WARMUP_SECONDS, _warm_up
 from tools.bench_table import ROWS, SCENARIOS
 
 CLIENTS = ("caclient", "compat", "pyepics", "cothread", "floor")
@@ -72,6 +74,32 @@ def test_bench_table_repeat_runs_in_rounds_and_keeps_each_best() -> None:
         best = re.search(rf"best of 2: seq_get +{client} +rate=([\d,]+)", out)
         assert best is not None, out
         assert int(best.group(1).replace(",", "")) == max(rates), out
+
+
+def test_warm_up_lasts_its_count_and_its_time() -> None:
+    calls: list[int] = []
+    _warm_up(calls.append, 3, 0.0)
+    assert calls == [0, 1, 2]
+    calls.clear()
+    t0 = time.perf_counter()
+    _warm_up(calls.append, 1, 0.05)
+    assert time.perf_counter() - t0 >= 0.05
+    assert calls == list(range(len(calls))) and len(calls) > 1
+
+
+class _Names:
+    """Enough of an IOC handle for the scenarios' parameter functions (names only)."""
+
+    def pv(self, name: str) -> str:
+        return "P:" + name
+
+
+def test_timed_rows_warm_up_for_a_time_as_well_as_a_count() -> None:
+    timed = [sc for sc in SCENARIOS if sc.worker in ("seq_get", "put_wait", "threads_get", "waveform")]
+    assert {sc.name for sc in timed} == {"seq_get", "put_wait", "threads_get", "waveform_1m", "waveform_10m"}
+    for sc in timed:
+        assert sc.params(_Names(), False)["warmup_s"] == WARMUP_SECONDS, sc.name  # type: ignore[arg-type]
+        assert 0 < sc.params(_Names(), True)["warmup_s"] < WARMUP_SECONDS, sc.name  # type: ignore[arg-type]
 
 
 def test_bench_table_lists_every_row() -> None:
