@@ -17,7 +17,7 @@ from bench_support import NUMBER, run_tool
 
 from tools._bench_harness import RunResult
 from tools._bench_table_render import Row, factor, render_markdown
-from tools._bench_table_workers import WARMUP_SECONDS, _warm_up
+from tools._bench_workers import WARMUP_SECONDS, warm_up
 from tools.bench_table import ROWS, SCENARIOS
 
 CLIENTS = ("caclient", "compat", "pyepics", "cothread", "floor")
@@ -78,11 +78,11 @@ def test_bench_table_repeat_runs_in_rounds_and_keeps_each_best() -> None:
 
 def test_warm_up_lasts_its_count_and_its_time() -> None:
     calls: list[int] = []
-    _warm_up(calls.append, 3, 0.0)
+    warm_up(calls.append, 3, 0.0)
     assert calls == [0, 1, 2]
     calls.clear()
     t0 = time.perf_counter()
-    _warm_up(calls.append, 1, 0.05)
+    warm_up(calls.append, 1, 0.05)
     assert time.perf_counter() - t0 >= 0.05
     assert calls == list(range(len(calls))) and len(calls) > 1
 

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tools import _bench_workers as workers
-from tools._bench_workers import CLOSE_MARK, RESULT_MARK, BenchFailure, _emit
+from tools._bench_workers import CLOSE_MARK, RESULT_MARK, BenchFailure, _emit, warmup_seconds
 
 CLIENTS = ("caclient", "caproto", "aioca", "compat-aioca")
 Result = tuple[dict[str, Any], dict[str, Any]]  # (metrics, info)
@@ -184,10 +184,18 @@ async def sc_gather_read(client: Client, p: dict[str, Any]) -> Result:
     return {"rate": reads / elapsed, "round_ms": elapsed / p["rounds"] * 1e3}, {"n": reads}
 
 
+async def _warm_up(call: Callable[[], Awaitable[Any]], count: int, seconds: float) -> None:
+    """Await call() at least *count* times and for at least *seconds* (:func:`tools._bench_workers.warm_up`)."""
+    until = time.perf_counter() + seconds
+    i = 0
+    while i < count or time.perf_counter() < until:
+        await call()
+        i += 1
+
+
 async def sc_seq_read(client: Client, p: dict[str, Any]) -> Result:
     (handle,) = await client.connect([p["name"]], p["timeout"])
-    for _ in range(p["warmup"]):
-        await client.read(handle, p["timeout"])
+    await _warm_up(lambda: client.read(handle, p["timeout"]), p["warmup"], warmup_seconds(p))
     t0 = time.perf_counter()
     for _ in range(p["n"]):
         await client.read(handle, p["timeout"])
@@ -202,6 +210,7 @@ async def sc_waveform(client: Client, p: dict[str, Any]) -> Result:
     if len(first) != nelm or float(first[-1]) != p["expected_last"]:
         raise BenchFailure(f"waveform content wrong: {len(first)} elements, last {first[-1:]}")
     del first
+    await _warm_up(lambda: client.read(handle, p["timeout"]), 0, warmup_seconds(p))
     t0 = time.perf_counter()
     for _ in range(n):
         value = await client.read(handle, p["timeout"])

@@ -27,7 +27,16 @@ from collections.abc import Callable
 from typing import Any
 
 from tools import _bench_workers as workers
-from tools._bench_workers import CLOSE_MARK, RESULT_MARK, BenchFailure, _emit, _rss, measure_monitor_cpu
+from tools._bench_workers import (
+    CLOSE_MARK,
+    RESULT_MARK,
+    BenchFailure,
+    _emit,
+    _rss,
+    measure_monitor_cpu,
+    warm_up,
+    warmup_seconds,
+)
 
 CLIENTS = ("compat", "pyepics", "caproto")
 Result = tuple[dict[str, Any], dict[str, Any]]  # (metrics, info)
@@ -124,8 +133,7 @@ def sc_caget_many_repeat(f: Facade, p: dict[str, Any]) -> Result:
 def sc_seq_get(f: Facade, p: dict[str, Any]) -> Result:
     pv = f.pv(p["name"], auto_monitor=False)
     f.wait_connected([pv], p["timeout"])
-    for _ in range(p["warmup"]):
-        pv.get(use_monitor=False, timeout=p["timeout"])
+    warm_up(lambda i: pv.get(use_monitor=False, timeout=p["timeout"]), p["warmup"], warmup_seconds(p))
     t0 = time.perf_counter()
     for _ in range(p["n"]):
         if pv.get(use_monitor=False, timeout=p["timeout"]) is None:
@@ -154,6 +162,7 @@ def sc_caget_big(f: Facade, p: dict[str, Any]) -> Result:
     if first is None or len(first) != nelm or float(first[-1]) != p["expected_last"]:
         raise BenchFailure(f"waveform content wrong: {None if first is None else len(first)} elements")
     del first
+    warm_up(lambda i: f.caget(name, p["timeout"], use_monitor=False), 0, warmup_seconds(p))
     t0 = time.perf_counter()
     for _ in range(n):
         value = f.caget(name, p["timeout"], use_monitor=False)
@@ -166,8 +175,7 @@ def sc_caget_big(f: Facade, p: dict[str, Any]) -> Result:
 
 def sc_caput_wait(f: Facade, p: dict[str, Any]) -> Result:
     name = p["name"]
-    for i in range(p["warmup"]):
-        f.caput(name, float(i), p["timeout"])
+    warm_up(lambda i: f.caput(name, float(i), p["timeout"]), p["warmup"], warmup_seconds(p))
     t0 = time.perf_counter()
     for i in range(p["n"]):
         ret = f.caput(name, float(i % 50), p["timeout"])

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from caclient.testing import EpicsIOC, IOCHandle, make_numbered_db
 from tools._bench_report import _fmt_value
-from tools._bench_workers import CLOSE_MARK, RESULT_MARK
+from tools._bench_workers import CLOSE_MARK, RESULT_MARK, WARMUP_SECONDS
 
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 2**30
@@ -75,9 +75,20 @@ def _n(quick: bool, full: int, q: int) -> int:
     return q if quick else full
 
 
+def warmup_s(quick: bool) -> float:
+    """Seconds a timed loop warms up for at least (see tools._bench_workers.WARMUP_SECONDS; short with --quick)."""
+    return 0.05 if quick else WARMUP_SECONDS
+
+
 def sequential_params(pv: str, full: int, small: int, warmup: int) -> ParamsFn:
-    """Parameters of a sequential scenario: `warmup`, then `full` (or `small`) round trips on `pv`."""
-    return lambda ioc, q: {"name": ioc.pv(pv), "n": _n(q, full, small), "warmup": warmup, "timeout": 5.0}
+    """Parameters of a sequential scenario: `warmup` calls and `warmup_s`, then `full` (or `small`) round trips."""
+    return lambda ioc, q: {
+        "name": ioc.pv(pv),
+        "n": _n(q, full, small),
+        "warmup": warmup,
+        "warmup_s": warmup_s(q),
+        "timeout": 5.0,
+    }
 
 
 def latency_metric(what: str) -> Metric:
@@ -104,6 +115,7 @@ def waveform_params(pv: str, nelm: int, full: int, small: int, timeout: float) -
         "n": _n(q, full, small),
         "expected_first": WF_FIRST,
         "expected_last": (nelm - 1) * 0.5 + WF_FIRST,
+        "warmup_s": warmup_s(q),
         "timeout": timeout,
     }
 

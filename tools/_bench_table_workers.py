@@ -31,19 +31,21 @@ from typing import Any
 from tools import _bench_workers as workers
 from tools._bench_floor import RawChannel, memcpy_mbps
 from tools._bench_peers import Peer, make_peer
-from tools._bench_workers import CLOSE_MARK, RESULT_MARK, BenchFailure, Counter, _emit, _rss, timed_run
+from tools._bench_workers import (
+    CLOSE_MARK,
+    RESULT_MARK,
+    BenchFailure,
+    Counter,
+    _emit,
+    _rss,
+    timed_run,
+    warm_up,
+    warmup_seconds,
+)
 
 Result = tuple[dict[str, Any], dict[str, Any]]  # (metrics, info)
 Closing = list[Callable[[], None]]  # what to close once the result is out
 LIMITS = ("floor", "memcpy")
-#: Seconds every timed loop warms up for at least, besides its warm-up count
-#: (parameter ``warmup_s``).  A one-time cost that outlasts a few calls must be
-#: over before the clock starts, for every client alike: on a 2-core machine the
-#: first ``import numpy`` starts an OpenBLAS thread that spins for about 0.1 s
-#: of CPU.  caclient imports numpy at its first ``.data``, inside the warm-up
-#: count, so that spin used to fall in its measured loop (the other clients
-#: import numpy when they are imported, before they connect).
-WARMUP_SECONDS = 0.5
 
 #: One cold process per client: import, connect, read one scalar, exit.
 COLD_CODE = {
@@ -86,26 +88,13 @@ def _wait_until(peer: Peer | None, pred: Callable[[], bool], timeout: float, wha
             peer.sleep(0.02)
 
 
-def _warm_up(fn: Callable[[int], Any], count: int, seconds: float) -> None:
-    """Call fn(0), fn(1), ... at least *count* times and for at least *seconds*."""
-    until = time.perf_counter() + seconds
-    i = 0
-    while i < count or time.perf_counter() < until:
-        fn(i)
-        i += 1
-
-
 def _loop(fn: Callable[[int], Any], n: int, warmup: int, warmup_s: float) -> tuple[float, float]:
-    """Warm up (:func:`_warm_up`), then run fn(i) n times; (wall seconds, process CPU seconds) of the n."""
-    _warm_up(fn, warmup, warmup_s)
+    """Warm up (:func:`~tools._bench_workers.warm_up`), then run fn(i) n times; (wall, process CPU) seconds of the n."""
+    warm_up(fn, warmup, warmup_s)
     c0, t0 = time.process_time(), time.perf_counter()
     for i in range(n):
         fn(i)
     return time.perf_counter() - t0, time.process_time() - c0
-
-
-def _warmup_s(p: dict[str, Any]) -> float:
-    return float(p.get("warmup_s", WARMUP_SECONDS))
 
 
 def _round_trip_metrics(n: int, wall: float, cpu: float) -> dict[str, float]:
@@ -135,12 +124,12 @@ def _script(name: str) -> str:
 def sc_seq_get(client: str, p: dict[str, Any], closing: Closing) -> Result:
     if client == "floor":
         ch = RawChannel(p["name"], p["timeout"])
-        wall, cpu = _loop(lambda i: ch.read(), p["n"], p["warmup"], _warmup_s(p))
+        wall, cpu = _loop(lambda i: ch.read(), p["n"], p["warmup"], warmup_seconds(p))
         closing.append(ch.close)
     else:
         peer = make_peer(client, p["timeout"])
         (h,) = peer.open([p["name"]])
-        wall, cpu = _loop(lambda i: peer.get(h), p["n"], p["warmup"], _warmup_s(p))
+        wall, cpu = _loop(lambda i: peer.get(h), p["n"], p["warmup"], warmup_seconds(p))
         closing.append(peer.close)
     return _round_trip_metrics(p["n"], wall, cpu), {"n": p["n"]}
 
@@ -148,12 +137,12 @@ def sc_seq_get(client: str, p: dict[str, Any], closing: Closing) -> Result:
 def sc_put_wait(client: str, p: dict[str, Any], closing: Closing) -> Result:
     if client == "floor":
         ch = RawChannel(p["name"], p["timeout"])
-        wall, cpu = _loop(lambda i: ch.write_wait(float(i % 50)), p["n"], p["warmup"], _warmup_s(p))
+        wall, cpu = _loop(lambda i: ch.write_wait(float(i % 50)), p["n"], p["warmup"], warmup_seconds(p))
         closing.append(ch.close)
     else:
         peer = make_peer(client, p["timeout"])
         (h,) = peer.open([p["name"]])
-        wall, cpu = _loop(lambda i: peer.put_wait(h, float(i % 50)), p["n"], p["warmup"], _warmup_s(p))
+        wall, cpu = _loop(lambda i: peer.put_wait(h, float(i % 50)), p["n"], p["warmup"], warmup_seconds(p))
         closing.append(peer.close)
     return _round_trip_metrics(p["n"], wall, cpu), {"n": p["n"]}
 
@@ -170,13 +159,13 @@ def sc_threads_get(client: str, p: dict[str, Any], closing: Closing) -> Result:
             for _ in range(reads):
                 chans[i].read()
 
-        _warm_up(lambda i: chans[i % len(chans)].read(), len(chans), _warmup_s(p))
+        warm_up(lambda i: chans[i % len(chans)].read(), len(chans), warmup_seconds(p))
 
     else:
         peer = make_peer(client, p["timeout"])
         closing.append(peer.close)
         handles = peer.open(names)
-        _warm_up(lambda i: peer.get(handles[i % len(handles)]), len(handles), _warmup_s(p))
+        warm_up(lambda i: peer.get(handles[i % len(handles)]), len(handles), warmup_seconds(p))
 
         def body(i: int) -> None:
             h = handles[i]
@@ -199,7 +188,7 @@ def sc_waveform(client: str, p: dict[str, Any], closing: Closing) -> Result:
     if client == "floor":
         ch = RawChannel(p["name"], p["timeout"])
         into = memoryview(bytearray(nelm * 8 + 64))
-        _warm_up(lambda i: ch.read_array(nelm, into), 1, _warmup_s(p))
+        warm_up(lambda i: ch.read_array(nelm, into), 1, warmup_seconds(p))
         for _ in range(n):
             t0 = time.perf_counter()
             if ch.read_array(nelm, into) < nelm * 8:
@@ -213,7 +202,7 @@ def sc_waveform(client: str, p: dict[str, Any], closing: Closing) -> Result:
         if len(first) != nelm or float(first[-1]) != p["expected_last"]:
             raise BenchFailure(f"waveform content wrong: {len(first)} elements, last {first[-1:]}")
         del first
-        _warm_up(lambda i: _get_array(peer, h), 0, _warmup_s(p))
+        warm_up(lambda i: _get_array(peer, h), 0, warmup_seconds(p))
         for _ in range(n):
             t0 = time.perf_counter()
             value = _get_array(peer, h)

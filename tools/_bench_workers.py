@@ -43,6 +43,14 @@ from typing import Any, NoReturn
 RESULT_MARK = "BENCH-RESULT "
 CLOSE_MARK = "BENCH-CLOSE "
 CLIENTS = ("caclient", "caproto", "pyepics")
+#: Seconds every timed loop warms up for at least, besides its warm-up count
+#: (parameter ``warmup_s``).  A one-time cost that outlasts a few calls must be
+#: over before the clock starts, for every client alike: on a 2-core machine the
+#: first ``import numpy`` starts an OpenBLAS thread that spins for about 0.1 s
+#: of CPU.  caclient imports numpy at its first ``.data``, inside the warm-up
+#: count, so that spin used to fall in its measured loop (the other clients
+#: import numpy when they are imported, before they connect).
+WARMUP_SECONDS = 0.5
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -53,6 +61,20 @@ class BenchFailure(Exception):
 def _emit(mark: str, payload: dict[str, Any]) -> None:
     sys.stdout.write(mark + json.dumps(payload) + "\n")
     sys.stdout.flush()
+
+
+def warm_up(fn: Callable[[int], Any], count: int, seconds: float) -> None:
+    """Call fn(0), fn(1), ... at least *count* times and for at least *seconds*."""
+    until = time.perf_counter() + seconds
+    i = 0
+    while i < count or time.perf_counter() < until:
+        fn(i)
+        i += 1
+
+
+def warmup_seconds(p: dict[str, Any]) -> float:
+    """The parameters' ``warmup_s``: how long a timed loop warms up for at least."""
+    return float(p.get("warmup_s", WARMUP_SECONDS))
 
 
 def _rss() -> int:
@@ -350,9 +372,8 @@ def sc_cold_connect(client: Client, p: dict[str, Any]) -> Result:
     return {"rate": n_ok / elapsed, "elapsed_s": elapsed}, {"n": n_ok}
 
 
-def _timed_loop(fn: Callable[[int], Any], n: int, warmup: int) -> float:
-    for i in range(warmup):
-        fn(i)
+def _timed_loop(fn: Callable[[int], Any], n: int, warmup: int, warmup_s: float) -> float:
+    warm_up(fn, warmup, warmup_s)
     t0 = time.perf_counter()
     for i in range(n):
         fn(i)
@@ -362,14 +383,16 @@ def _timed_loop(fn: Callable[[int], Any], n: int, warmup: int) -> float:
 def sc_seq_read(client: Client, p: dict[str, Any]) -> Result:
     handle = _connect_one(client, p["name"], p["timeout"])
     timeout = p["timeout"]
-    elapsed = _timed_loop(lambda i: client.read(handle, timeout), p["n"], p["warmup"])
+    elapsed = _timed_loop(lambda i: client.read(handle, timeout), p["n"], p["warmup"], warmup_seconds(p))
     return {"rate": p["n"] / elapsed, "latency_us": elapsed / p["n"] * 1e6}, {"n": p["n"]}
 
 
 def sc_put_wait(client: Client, p: dict[str, Any]) -> Result:
     handle = _connect_one(client, p["name"], p["timeout"], for_write=True)
     timeout = p["timeout"]
-    elapsed = _timed_loop(lambda i: client.write_wait(handle, float(i % 50), timeout), p["n"], p["warmup"])
+    elapsed = _timed_loop(
+        lambda i: client.write_wait(handle, float(i % 50), timeout), p["n"], p["warmup"], warmup_seconds(p)
+    )
     return {"rate": p["n"] / elapsed, "latency_us": elapsed / p["n"] * 1e6}, {"n": p["n"]}
 
 
@@ -387,6 +410,7 @@ def sc_waveform(client: Client, p: dict[str, Any]) -> Result:
             f"first {first[:1]}, last {first[-1:]} (want {expected_last})"
         )
     del first
+    warm_up(lambda i: client.read(handle, timeout), 0, warmup_seconds(p))
     n = p["n"]
     sizes = []
     t0 = time.perf_counter()

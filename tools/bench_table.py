@@ -35,7 +35,7 @@ import sys
 import time
 from typing import Any
 
-from tools._bench_harness import Metric, ParamsFn, RunResult, Scenario, _n, _numbered, cli, run_scenarios
+from tools._bench_harness import Metric, ParamsFn, RunResult, Scenario, _n, _numbered, cli, run_scenarios, warmup_s
 from tools._bench_peers import CLIENTS as PEERS
 from tools._bench_report import versions
 from tools._bench_table_render import LIMIT_OF, Row, render_markdown
@@ -46,17 +46,12 @@ DEFAULT_TIMEOUT = 120.0
 WF_FIRST = 1.0
 
 
-def _warmup_s(quick: bool) -> float:
-    """Seconds of warm-up before each timed loop (see tools._bench_table_workers.WARMUP_SECONDS)."""
-    return 0.05 if quick else 0.5
-
-
 def _seq(pv: str, full: int, small: int) -> Any:
     return lambda ioc, q: {
         "name": ioc.pv(pv),
         "n": _n(q, full, small),
         "warmup": _n(q, 100, 20),
-        "warmup_s": _warmup_s(q),
+        "warmup_s": warmup_s(q),
         "timeout": 10.0,
     }
 
@@ -67,7 +62,7 @@ def _wf(pv: str, nelm: int, full: int, small: int) -> Any:
         "nelm": nelm,
         "n": _n(q, full, small),
         "expected_last": (nelm - 1) * 0.5 + WF_FIRST,
-        "warmup_s": _warmup_s(q),
+        "warmup_s": warmup_s(q),
         "timeout": 60.0,
     }
 
@@ -188,7 +183,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "threads_get",
         "ai10k",
         "threads_get",
-        lambda ioc, q: {"names": _numbered(ioc, 8), "reads": _n(q, 500, 50), "warmup_s": _warmup_s(q), "timeout": 10.0},
+        lambda ioc, q: {"names": _numbered(ioc, 8), "reads": _n(q, 500, 50), "warmup_s": warmup_s(q), "timeout": 10.0},
         "8 threads (cothread: cothreads) each doing sequential network gets of its own PV",
         ROUND_TRIP,
     ),
