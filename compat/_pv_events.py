@@ -158,6 +158,21 @@ def _applied_mark(resp: Any) -> Any:
     return bytes(resp) if resp.data_count <= _SMALL_COUNT else resp
 
 
+def _call_then_keep(
+    func: Callable[..., Any], kept: list[Callable[..., Any]], lock: Any, *args: Any, **kwargs: Any
+) -> None:
+    """Call a callback just added to *kept*; if it raises, take it out again (pyepics adds it only after the call)."""
+    try:
+        func(*args, **kwargs)
+    except BaseException:
+        with lock:
+            for i in range(len(kept) - 1, -1, -1):
+                if kept[i] is func:
+                    del kept[i]
+                    break
+        raise
+
+
 def _call_safely(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     try:
         func(*args, **kwargs)
@@ -180,14 +195,17 @@ class PVEvents(PVBase):
                 return  # the same event seen twice (registration raced the connection)
             self._last_conn = conn
             told, self._told_conn = self._told_conn or (), None
+            # Decided with the state change: a callback added after this point
+            # is called by whoever adds it (_add_connection_callback).
+            owed = [f for f in self.connection_callbacks if not any(f is t for t in told)]
         if conn:
             self._setup_connected()
         else:
             self._ready = False
             self._last_rights = None
             self._args.update(read_access=False, write_access=False, access="no access")
-        for func in list(self.connection_callbacks):
-            if callable(func) and not any(func is f for f in told):
+        for func in owed:
+            if callable(func):
                 _call_safely(func, pvname=self.pvname, conn=conn, pv=self)
 
     def _on_access_event(self, eng: Any, rights: Any) -> None:
@@ -199,30 +217,43 @@ class PVEvents(PVBase):
                 return
             self._last_rights = rights
             told, self._told_access = self._told_access or (), None
+            owed = [f for f in self.access_callbacks if not any(f is t for t in told)]  # (as for connections)
         read, write = bool(rights & 1), bool(rights & 2)
         self._args.update(read_access=read, write_access=write, access=_ACCESS_STRINGS[rights])
-        for func in list(self.access_callbacks):
-            if callable(func) and not any(func is f for f in told):
+        for func in owed:
+            if callable(func):
                 _call_safely(func, read, write, pv=self)
 
+    # get_pv() adding callbacks to a cached PV calls them at once if it is
+    # connected, as pyepics does, and a connection or access event may be
+    # under way on a callback thread meanwhile.  Each callback is called once:
+    # it is appended under _lock, where the event takes the list of callbacks
+    # it owes, and either the event has taken that list already (the adder
+    # calls it) or the adder marks it told (the event skips it).
     def _add_connection_callback(self, func: Callable[..., Any]) -> None:
         """Append a connection callback and call it now if connected (get_pv on a cached PV)."""
-        if self.connected:
-            with self._lock:
-                if self._last_conn is not True:  # the pending event must not call it again
-                    self._told_conn = [*(self._told_conn or ()), func]
-            func(pvname=self.pvname, conn=True, pv=self)
-        self.connection_callbacks.append(func)
+        now = self.connected  # (outside the lock: it may take it)
+        with self._lock:
+            self.connection_callbacks.append(func)
+            if not now and self._last_conn is True and self._eng is not None and self._eng.connected:
+                now = True  # connected since we looked: its event has run without this callback
+            elif now and self._last_conn is not True:  # the pending event must not call it again
+                self._told_conn = [*(self._told_conn or ()), func]
+        if now:
+            _call_then_keep(func, self.connection_callbacks, self._lock, pvname=self.pvname, conn=True, pv=self)
         self._callbacks_changed()
 
     def _add_access_callback(self, func: Callable[..., Any]) -> None:
         """Append an access callback and call it now if connected (get_pv on a cached PV)."""
-        if self.connected:
-            with self._lock:
-                if self._last_rights is None and self._access_token is not None:
-                    self._told_access = [*(self._told_access or ()), func]
-            func(self.read_access, self.write_access, pv=self)
-        self.access_callbacks.append(func)
+        now = self.connected
+        with self._lock:
+            self.access_callbacks.append(func)
+            if not now and self._last_rights is not None and self._eng is not None and self._eng.connected:
+                now = True  # connected since we looked, and its rights are known: no event will tell these
+            elif now and self._last_rights is None and self._access_token is not None:
+                self._told_access = [*(self._told_access or ()), func]  # (the pending event must not call it)
+        if now:
+            _call_then_keep(func, self.access_callbacks, self._lock, self.read_access, self.write_access, pv=self)
         self._callbacks_changed()
         with self._lock:
             self._watch_access()

@@ -334,6 +334,21 @@ got = queue.Queue()
 again = epics.get_pv(P + 'bo', connection_callback=lambda conn=None, pv=None, **kw: got.put((conn, pv is cached)))
 record('cached', (again is cached, got.get(timeout=5)))
 """
+S["get_pv-callback-that-raises"] = """
+p = epics.get_pv(P + 'longin', connect=True)
+
+
+def boom(*args, **kw):
+    raise RuntimeError('boom')
+
+
+for kind in ('connection_callback', 'access_callback'):
+    try:
+        epics.get_pv(P + 'longin', **{kind: boom})
+    except RuntimeError as exc:
+        record(kind, str(exc))
+record('kept', (len(p.connection_callbacks), len(p.access_callbacks)))
+"""
 S["pv-info"] = """
 write('wf', [1.0, 2.0, 3.0])
 write('chwf', 'abc')

@@ -1,4 +1,4 @@
-"""Two races a review found in compat's PV binding, each forced with a hook, not timing."""
+"""Races in compat's PV binding and callbacks, each forced with a hook, not timing."""
 
 from __future__ import annotations
 
@@ -78,3 +78,45 @@ def test_host_lookup_runs_without_the_pv_lock(epics: Any, cioc: IOCHandle, monke
     assert held_during_lookup and not any(held_during_lookup)  # (the caller may look up too)
     assert pv.host is not None and pv.host.startswith("slowhost:")
     assert unlocked_writes == []
+
+
+def test_connection_callback_added_while_the_connect_event_runs_is_called_once(
+    epics: Any, cioc: IOCHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """get_pv() adds a connection callback to a connected PV whose connect event is still running.
+
+    The hook holds that event on its callback thread inside the PV's set-up
+    (the reverse lookup), after it has taken the callbacks it owes.  get_pv
+    calls the new callback itself, as pyepics does, so the event must not
+    call it again when it goes on.
+    """
+    runtime = compat._runtime.RUNTIME
+    real_host_name = runtime.host_name
+    real_event = compat.PV._on_connection_event
+    caller = threading.current_thread()
+    name = cioc.pv("ro")
+    held, release, event_done = threading.Event(), threading.Event(), threading.Event()
+
+    def host_name(address: Any) -> Any:
+        if threading.current_thread() is not caller and not release.is_set():
+            held.set()
+            release.wait(10)
+        return real_host_name(address)
+
+    def on_connection_event(self: Any, eng: Any, state: str) -> None:
+        try:
+            real_event(self, eng, state)
+        finally:
+            if self.pvname == name:
+                event_done.set()
+
+    monkeypatch.setattr(runtime, "host_name", host_name)
+    monkeypatch.setattr(compat.PV, "_on_connection_event", on_connection_event)
+    pv = compat.get_pv(name, connect=True)
+    assert held.wait(10), "the connect event did not reach the PV's set-up"
+    calls: list[bool] = []
+    assert compat.get_pv(name, connection_callback=lambda **kw: calls.append(kw["conn"])) is pv
+    assert calls == [True]  # called at once: the PV is connected
+    release.set()
+    assert event_done.wait(10)
+    assert calls == [True]
