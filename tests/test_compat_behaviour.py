@@ -271,6 +271,20 @@ def test_camonitor_watches_large_arrays(epics: Any, cioc: IOCHandle) -> None:
     epics.camonitor_clear(P + "wf1m")
 
 
+def test_camonitor_prints_every_line_with_the_records_precision(epics: Any, cioc: IOCHandle) -> None:
+    # The counter is a DOUBLE calc record with PREC 0: each line ends in a whole number,
+    # the first included (pyepics may print its first line as '72.0': the update it
+    # formatted before camonitor's get() had read the precision).
+    name = cioc.pv("counter")
+    lines: queue.Queue[str] = queue.Queue()
+    epics.camonitor(name, writer=lines.put)
+    shown = [lines.get(timeout=5) for _ in range(3)]
+    epics.camonitor_clear(name)
+    for line in shown:
+        assert line.startswith(name + " ")
+        assert line.rsplit(" ", 1)[1].isdigit(), line
+
+
 def test_verbose_pv_prints_updates(epics: Any, cioc: IOCHandle, capsys: pytest.CaptureFixture[str]) -> None:
     pv = epics.PV(cioc.pv("counter"), verbose=True)
     got: queue.Queue[int] = queue.Queue()

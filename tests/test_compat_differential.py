@@ -387,7 +387,13 @@ epics.camonitor(P + 'counter', writer=lines.put)
 first = [lines.get(timeout=5) for _ in range(3)]
 epics.camonitor_clear(P + 'counter')
 pat = re.compile(r'\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\.\\d{5}')
-record('lines', [re.sub(r' \\d+$', ' N', pat.sub('T', line)) for line in first])
+shown = [pat.sub('T', line) for line in first]
+# pyepics races here: an update that it formats before camonitor's own get() has
+# read the precision, and hands to the callback added meanwhile, prints str(value)
+# ('72.0'), so only the first line's '.0' is let go (compat's own first line is held
+# to the precision in test_compat_behaviour).
+record('first', re.sub(r' \\d+(\\.0)?$', ' N', shown[0]))
+record('lines', [re.sub(r' \\d+$', ' N', line) for line in shown[1:]])
 record('monitors', sorted(epics._PVmonitors_))
 got = queue.Queue()
 epics.camonitor(P + 'counter', callback=lambda **kw: got.put(sorted(kw)))
