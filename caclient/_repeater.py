@@ -364,6 +364,37 @@ class Repeater(ClosingContext):
         self._stopping = True
         self._wakeup.wake()
 
+    def stop_on_signals(self) -> Callable[[], None]:
+        """Make SIGTERM and SIGINT stop :meth:`serve`; return a function that undoes it.
+
+        Main thread only (elsewhere it does nothing).  Besides a handler that
+        calls :meth:`request_stop`, the signal is pointed at the wake-up socket
+        (:func:`signal.set_wakeup_fd`): a Python-level handler runs only when the
+        main thread runs Python code, so a signal that lands just before
+        ``select()`` blocks, or on another thread, would otherwise leave
+        :meth:`serve` waiting until a datagram comes.
+
+        Returns
+        -------
+        callable
+            Puts back the previous handlers and wake-up fd; call it before :meth:`close`.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def _handler(signum: int, frame: FrameType | None) -> None:
+            self.request_stop()
+
+        previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous_fd = signal.set_wakeup_fd(self._wakeup.writer_fileno(), warn_on_full_buffer=False)
+
+        def _restore() -> None:
+            signal.set_wakeup_fd(previous_fd)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return _restore
+
     def close(self, timeout: float = 2.0) -> None:
         """Stop serving and close every socket; idempotent.
 
@@ -572,7 +603,7 @@ def cli_main(argv: list[str] | None = None) -> int:
                 return 0
             print(f"caclient repeater: cannot bind {host}:{port}: {exc}", file=sys.stderr)
             return 1
-        restore = _install_stop_handlers(repeater)
+        restore = repeater.stop_on_signals()
         try:
             repeater.serve()
         finally:
@@ -580,23 +611,6 @@ def cli_main(argv: list[str] | None = None) -> int:
     finally:
         repeater.close()
     return 0
-
-
-def _install_stop_handlers(repeater: Repeater) -> Callable[[], None]:
-    """Make SIGTERM and SIGINT stop `repeater` (main thread only); return an undo function."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def _handler(signum: int, frame: FrameType | None) -> None:
-        repeater.request_stop()
-
-    previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def _restore() -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-    return _restore
 
 
 if __name__ == "__main__":

@@ -114,6 +114,10 @@ class Wakeup:
     def fileno(self) -> int:
         return self.rsock.fileno()
 
+    def writer_fileno(self) -> int:
+        """The fd that ``wake()`` writes to (non-blocking), e.g. for ``signal.set_wakeup_fd``."""
+        return self.wsock.fileno()
+
     def wake(self) -> None:
         try:
             self.wsock.send(b"\0")
