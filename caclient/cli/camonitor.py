@@ -88,6 +88,7 @@ OPTSTRING = ":nhVm:sSe:f:g:l:#:0:w:t:p:F:"
 DBE_VALUE, DBE_LOG, DBE_ALARM, DBE_PROPERTY = 1, 2, 4, 8
 _MASK_BITS = {"v": DBE_VALUE, "a": DBE_ALARM, "l": DBE_LOG, "p": DBE_PROPERTY}
 _STYLES = {"x": F.HEX, "b": F.BIN, "o": F.OCT}
+_SIGNAL_POLL = 0.2  # seconds between looks at the stop flag while monitoring
 
 
 class Monitor:
@@ -261,7 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             ctx.get_pvs(*names, priority=mon.common.priority, connection_state_callback=mon.on_connection)
             if not stop.wait(mon.common.wait_seconds()):
                 mon.report_missing()
-            stop.wait()
+            # Bounded waits: a SIGINT that lands just before the wait blocks runs
+            # its Python handler only when the main thread next runs Python code.
+            while not stop.wait(_SIGNAL_POLL):
+                pass
         finally:
             mon.stop_printing()
             ctx.close()
