@@ -16,17 +16,15 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cli_support import Runner, base_bin, base_cmd, both, differences, masked, monitor, our_cmd, run
+from signal_support import HAS_WCHAN, run_child
 
 from caclient.testing import EpicsIOC, IOCHandle
-
-ROOT = Path(__file__).resolve().parent.parent
 
 RECORDS = (
     "ai ao bi bo longin longout long stringin stringout str lstr mbbi mbbo enum "
@@ -335,10 +333,10 @@ def test_camonitor_reports_a_disconnection_and_keeps_running() -> None:
 
 
 _SIGINT_ON_ANOTHER_THREAD = """
-import signal, sys, threading, time
+import signal, sys, threading
+from signal_support import signal_when_main_sleeps
 from caclient.cli import camonitor
 
-main = threading.main_thread().native_id
 reported = threading.Event()
 stdout = sys.stdout.buffer
 
@@ -356,47 +354,21 @@ class Out:
         stdout.flush()
 
 sys.stdout = Out()
-
-def send_when_main_blocks():
-    # After the report, the main thread waits for Ctrl-C.  A SIGINT taken by this
-    # thread does not interrupt that wait: only a bounded wait sees its handler run.
-    if not reported.wait(20):
-        sys.stderr.write("no report\\n")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with open(f"/proc/self/task/{main}/wchan") as f:
-            if f.read().startswith("futex"):
-                break
-        time.sleep(0.01)  # (polling another thread's kernel state: no event to wait on)
-    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
-
-threading.Thread(target=send_when_main_blocks, daemon=True).start()
+# After the report the main thread waits for Ctrl-C (on a lock).
+signal_when_main_sleeps(signal.SIGINT, "futex", first=lambda: reported.wait(20))
 sys.exit(camonitor.main(["-w", "0.1", sys.argv[1]]))
 """
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.skipif(
-    not Path(f"/proc/self/task/{threading.get_native_id()}/wchan").exists(), reason="needs Linux's /proc wchan"
-)
+@pytest.mark.skipif(not HAS_WCHAN, reason="needs Linux's /proc wchan")
 def test_camonitor_ends_on_a_sigint_that_does_not_interrupt_its_wait() -> None:
     # A SIGINT landing just before the main thread blocks runs its handler only
     # when that thread runs Python code again: an unbounded wait never ended.
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SIGINT_ON_ANOTHER_THREAD, "no:such:pv"],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        out, err = proc.communicate(timeout=30)
-        assert proc.returncode == -signal.SIGINT, err
-        assert re.fullmatch(rb"no:such:pv +\*\*\* Not connected \(PV not found\)\n", out), out
-        assert err == b""
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    done = run_child(_SIGINT_ON_ANOTHER_THREAD, "no:such:pv", timeout=30)
+    assert done.returncode == -signal.SIGINT, done.stderr
+    assert re.fullmatch(rb"no:such:pv +\*\*\* Not connected \(PV not found\)\n", done.stdout), done.stdout
+    assert done.stderr == b""
 
 
 def _read_lines(proc: subprocess.Popen[bytes], n: int, timeout: float = 20.0) -> bytes:

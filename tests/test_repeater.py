@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from net_support import assert_quiet
+from signal_support import HAS_WCHAN, run_child
 
 from caclient import Context
 from caclient._repeater import Repeater, cli_main, repeater_port_from_env, run_repeater
@@ -293,28 +294,14 @@ def test_command_exits_cleanly_on_signal(sockets: list[socket.socket], sig: sign
 
 
 _SIGNAL_ON_ANOTHER_THREAD = """
-import signal, sys, threading, time
+import signal, sys
+from signal_support import signal_when_main_sleeps
 from caclient._repeater import Repeater
 
-main = threading.main_thread().native_id
 rep = Repeater(int(sys.argv[1]))
 rep.bind()
 restore = rep.stop_on_signals()
-
-def send_when_main_blocks():
-    # Once the main thread sleeps in select(), a signal taken by this thread
-    # does not interrupt it: only the wake-up fd can end serve().
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with open(f"/proc/self/task/{main}/wchan") as f:
-            if f.read().startswith("poll_schedule_timeout"):
-                break
-        time.sleep(0.01)  # (polling another thread's kernel state: no event to wait on)
-    else:
-        print("main thread never blocked in select()", file=sys.stderr)
-    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
-
-threading.Thread(target=send_when_main_blocks, daemon=True).start()
+signal_when_main_sleeps(signal.SIGTERM, "poll_schedule_timeout")  # (in select())
 try:
     rep.serve()
 finally:
@@ -323,29 +310,13 @@ finally:
 """
 
 
-@pytest.mark.skipif(
-    not Path(f"/proc/self/task/{threading.get_native_id()}/wchan").exists(), reason="needs Linux's /proc wchan"
-)
+@pytest.mark.skipif(not HAS_WCHAN, reason="needs Linux's /proc wchan")
 def test_a_signal_that_does_not_interrupt_select_still_stops_the_command() -> None:
     # The CI failure this pins down: SIGTERM landing just before select() blocked
     # ran no handler until a datagram came, so the repeater never exited.
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SIGNAL_ON_ANOTHER_THREAD, str(free_port("udp"))],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=15)
-        assert proc.returncode == 0, err
-        assert out == "" and err == ""
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    done = run_child(_SIGNAL_ON_ANOTHER_THREAD, str(free_port("udp")), timeout=15)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == done.stderr == b""
 
 
 # ---------------------------------------------------------------- a real IOC's beacons
